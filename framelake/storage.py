@@ -1,0 +1,242 @@
+"""Object I/O for local paths and ``s3://`` URIs, built on boto3.
+
+A ``Storage`` is small and picklable: Spark ships it to executors, where each process builds
+its boto3 client once. Writes are atomic: local files go through a temp name and a rename,
+S3 objects appear whole on PUT.
+"""
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import glob
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterator
+from urllib.parse import urlparse
+
+_CLIENTS: dict["StorageOptions", object] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith(("s3://", "s3a://"))
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """Where S3 lives and how to authenticate. Empty fields fall back to boto3's own chain
+    (``AWS_*`` environment variables, shared config, instance role)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    allow_http: bool = False
+    max_attempts: int = 8
+
+    @classmethod
+    def from_config(cls, section: dict | None) -> "StorageOptions":
+        section = dict(section or {})
+        env = os.environ
+        return cls(
+            endpoint_url=section.get("endpoint_url") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+            region=section.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+            access_key_id=section.get("access_key_id") or env.get("AWS_ACCESS_KEY_ID"),
+            secret_access_key=section.get("secret_access_key") or env.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=section.get("session_token") or env.get("AWS_SESSION_TOKEN"),
+            allow_http=bool(section.get("allow_http", False)),
+            max_attempts=int(section.get("max_attempts", 8)),
+        )
+
+    def delta_rs_options(self) -> dict[str, str]:
+        """The ``storage_options`` delta-rs takes for the same store."""
+        options = {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": self.region or "us-east-1",
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_SESSION_TOKEN": self.session_token,
+            "AWS_ALLOW_HTTP": "true" if self.allow_http else None,
+            # Retries with backoff for flaky stores; the object store's defaults are 10 and 3 min.
+            "max_retries": str(self.max_attempts),
+        }
+        return {k: v for k, v in options.items() if v}
+
+
+class Storage:
+    """Read, write and list objects under local paths or ``s3://bucket/key`` URIs."""
+
+    def __init__(self, options: StorageOptions | None = None):
+        self.options = options or StorageOptions()
+
+    # -- S3 client (one per process and option set; never pickled) --------------------------
+    @property
+    def s3(self):
+        with _CLIENTS_LOCK:
+            client = _CLIENTS.get(self.options)
+            if client is None:
+                client = _CLIENTS[self.options] = self._make_client()
+            return client
+
+    def _make_client(self):
+        import boto3
+        from botocore.config import Config
+
+        o = self.options
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=o.endpoint_url,
+            region_name=o.region or "us-east-1",
+            aws_access_key_id=o.access_key_id,
+            aws_secret_access_key=o.secret_access_key,
+            aws_session_token=o.session_token,
+            config=Config(
+                retries={"max_attempts": o.max_attempts, "mode": "adaptive"},
+                connect_timeout=10,
+                read_timeout=60,
+                s3={"addressing_style": "path"} if o.endpoint_url else None,
+            ),
+        )
+
+    # -- reads ---------------------------------------------------------------------------
+    def open_read(self, uri: str) -> BinaryIO:
+        """A binary stream of the object; S3 bodies stream without loading the whole object."""
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+        return open(uri, "rb")
+
+    def read_bytes(self, uri: str) -> bytes:
+        with contextlib.closing(self.open_read(uri)) as stream:
+            return stream.read()
+
+    def exists(self, uri: str) -> bool:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            from botocore.exceptions import ClientError
+
+            try:
+                self.s3.head_object(Bucket=bucket, Key=key)
+                return True
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
+        return os.path.exists(uri)
+
+    def size(self, uri: str) -> int:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            return int(self.s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        return os.path.getsize(uri)
+
+    @contextlib.contextmanager
+    def local_copy(self, uri: str) -> Iterator[str]:
+        """A local path holding the object; S3 objects go to temp space removed afterwards."""
+        if not is_s3(uri):
+            yield uri
+            return
+        suffix = os.path.splitext(uri)[1][:16]
+        fd, path = tempfile.mkstemp(prefix="framelake-", suffix=suffix)
+        os.close(fd)
+        try:
+            bucket, key = split_s3(uri)
+            self.s3.download_file(bucket, key, path)
+            yield path
+        finally:
+            os.unlink(path)
+
+    def presigned_url(self, uri: str, expires_s: int = 3600) -> str:
+        """An HTTP(S) URL ffmpeg can range-read. It carries credentials: never log it."""
+        bucket, key = split_s3(uri)
+        return self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s
+        )
+
+    def list(self, pattern: str) -> list[str]:
+        """Objects matching a file, a folder (recursive), or a glob; sorted URIs."""
+        if is_s3(pattern):
+            return self._list_s3(pattern)
+        if any(ch in pattern for ch in "*?["):
+            return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        if os.path.isdir(pattern):
+            return sorted(
+                os.path.join(d, f) for d, _, files in os.walk(pattern) for f in files
+            )
+        return [pattern] if os.path.isfile(pattern) else []
+
+    def _list_s3(self, pattern: str) -> list[str]:
+        bucket, key = split_s3(pattern)
+        wildcard = next((i for i, ch in enumerate(key) if ch in "*?["), None)
+        prefix = key if wildcard is None else key[: key.rfind("/", 0, wildcard) + 1]
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        if wildcard is not None:
+            keys = [k for k in keys if fnmatch.fnmatchcase(k, key)]
+        elif keys != [key]:
+            folder = key.rstrip("/") + "/"
+            keys = [k for k in keys if k == key or k.startswith(folder)]
+        return sorted(f"s3://{bucket}/{k}" for k in keys if not k.endswith("/"))
+
+    # -- writes --------------------------------------------------------------------------
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            self.s3.put_object(Bucket=bucket, Key=key, Body=data)
+            return
+        with self.atomic_local_writer(uri) as out:
+            out.write(data)
+
+    def upload_file(self, local_path: str, uri: str) -> None:
+        """Put a finished local file at ``uri`` (atomically: rename or a single PUT)."""
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            self.s3.upload_file(local_path, bucket, key)
+            return
+        os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
+        shutil.copyfile(local_path, uri + ".tmp")
+        os.replace(uri + ".tmp", uri)
+
+    @contextlib.contextmanager
+    def atomic_local_writer(self, path: str) -> Iterator[BinaryIO]:
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path)[-32:])
+        try:
+            with os.fdopen(fd, "wb") as out:
+                yield out
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def writer(self, uri: str) -> Iterator[BinaryIO]:
+        """A file to write; it appears at ``uri`` only when the block ends without error."""
+        if not is_s3(uri):
+            with self.atomic_local_writer(uri) as out:
+                yield out
+            return
+        with tempfile.NamedTemporaryFile(prefix="framelake-") as tmp:
+            yield tmp
+            tmp.flush()
+            self.upload_file(tmp.name, uri)
+
+    def delete(self, uri: str) -> None:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            self.s3.delete_object(Bucket=bucket, Key=key)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(uri)

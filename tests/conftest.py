@@ -1,0 +1,96 @@
+"""Shared test fixtures: one SparkSession per run, the demo lake built once, a real S3 server.
+
+Tests that only read the demo lake use ``demo_run``; it runs the whole pipeline once per
+session with a real local SparkSession, real ffmpeg and real tokenizers.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# Relative paths in conf/local.yaml are taken from the current directory: the repo root.
+os.chdir(REPO)
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+TEST_ACCESS_KEY = "FRAMELAKETESTKEY0001"
+TEST_SECRET_KEY = "framelake-test-secret-0001-do-not-leak"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("framelake-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def demo_config(lake: str, **overrides):
+    from framelake.config import load_config
+
+    return load_config(str(REPO / "conf" / "local.yaml"), overrides={"lake": lake, **overrides})
+
+
+@pytest.fixture(scope="session")
+def demo_run(spark, tmp_path_factory):
+    """(Context, stage results) of one full pipeline run on the demo corpus."""
+    from framelake.runtime import Context
+    from jobs.pipeline import run_stages
+
+    ctx = Context.create(demo_config(str(tmp_path_factory.mktemp("demo") / "lake")), spark)
+    results = run_stages(ctx, echo=lambda line: None)
+    return ctx, results
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-API server (moto in server mode) on 127.0.0.1, with a test bucket."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_storage_section(s3_endpoint):
+    """The ``storage:`` config section of the test S3 server, with a fresh bucket."""
+    import boto3
+
+    section = {
+        "endpoint_url": s3_endpoint,
+        "region": "us-east-1",
+        "access_key_id": TEST_ACCESS_KEY,
+        "secret_access_key": TEST_SECRET_KEY,
+        "allow_http": True,
+    }
+    boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+        aws_access_key_id=TEST_ACCESS_KEY, aws_secret_access_key=TEST_SECRET_KEY,
+    ).create_bucket(Bucket="framelake-test")
+    return section

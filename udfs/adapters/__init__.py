@@ -1,0 +1,100 @@
+"""Source-format adapters, registered by name.
+
+An adapter turns the files of one source into canonical samples (``udfs.sample``). It never
+raises for a bad record: ``udfs.normalize.normalize_unit`` turns a ``RejectError`` (or any
+other exception) from ``normalize`` into a reject row, so count in = samples + rejects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, ClassVar, Iterator
+
+ADAPTERS: dict[str, type["Adapter"]] = {}
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One entry of the config's ``sources:`` list."""
+
+    name: str
+    format: str
+    annotations: str
+    media_root: str
+    media_type: str | None = None
+    options: dict = field(default_factory=dict)
+
+    def file_key(self, uri: str) -> str:
+        """``uri`` relative to the annotations root, so that sample ids stay the same when a
+        dataset moves (a local folder copied to S3, another mount point)."""
+        pattern = self.annotations.rstrip("/")
+        if uri == pattern:
+            return uri.rsplit("/", 1)[-1]
+        wildcard = next((i for i, ch in enumerate(pattern) if ch in "*?["), None)
+        root = pattern if wildcard is None else pattern[: pattern.rfind("/", 0, wildcard)]
+        return uri[len(root) + 1:] if uri.startswith(root + "/") else uri
+
+
+@dataclass
+class RawRecord:
+    """One record as read from a file: parsed ``value`` or a parse ``error``, plus its text."""
+
+    index: int
+    key: Any
+    text: str
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass
+class NormalizeContext:
+    """What an adapter may use besides the record: the source, and object I/O."""
+
+    spec: SourceSpec
+    open_binary: Callable[[str], BinaryIO]
+    put_inline: Callable[[bytes, str], str]  # (image bytes, extension) -> URI in the lake
+
+
+class Adapter:
+    """Base class: one work unit per file; subclasses implement ``read`` and ``normalize``."""
+
+    name: ClassVar[str]
+
+    def plan(self, files: list[str]) -> list[list[str]]:
+        """Group annotation files into work units (lists of URIs read together)."""
+        return [[f] for f in sorted(files)]
+
+    def read(self, unit: list[str], ctx: NormalizeContext) -> Iterator[RawRecord]:
+        raise NotImplementedError
+
+    def normalize(self, record: RawRecord, source_file: str, ctx: NormalizeContext) -> list[dict]:
+        """Canonical sample rows of one record; raises ``RejectError`` with a reason."""
+        raise NotImplementedError
+
+
+def register(name: str) -> Callable[[type[Adapter]], type[Adapter]]:
+    def decorate(cls: type[Adapter]) -> type[Adapter]:
+        if name in ADAPTERS:
+            raise ValueError(f"adapter {name!r} registered twice")
+        cls.name = name
+        ADAPTERS[name] = cls
+        return cls
+
+    return decorate
+
+
+def get_adapter(name: str) -> Adapter:
+    _load_builtin()
+    try:
+        return ADAPTERS[name]()
+    except KeyError:
+        raise KeyError(f"unknown source format {name!r}; known: {', '.join(sorted(ADAPTERS))}") from None
+
+
+def known_formats() -> list[str]:
+    _load_builtin()
+    return sorted(ADAPTERS)
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers them; done lazily to keep import of this package cheap.
+    from udfs.adapters import builtin  # noqa: F401

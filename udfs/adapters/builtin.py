@@ -1,0 +1,11 @@
+"""Imports every built-in adapter module, which registers it."""
+
+from udfs.adapters import (  # noqa: F401
+    conversations_jsonl,
+    llava,
+    m3it,
+    mimicit,
+    minicpmv,
+    videochat2,
+    videoinstruct100k,
+)

@@ -1,0 +1,137 @@
+"""Arrow schemas of every framelake table and of the rows udfs exchange.
+
+These are the contracts between stages. Jobs turn them into Spark schemas with
+``to_spark_schema``; udfs build plain dicts that match them.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+TURN = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+# A media reference of a sample. ``kind`` is "video" (a file ffmpeg decodes: mp4, gif, ...),
+# "image" (one still), or "frames_dir" (a folder of ordered image files played as a video).
+# ``start_s``/``end_s`` clip a video; both null means the whole file. ``media_id`` identifies
+# (kind, uri, clip): it is the ``video_id`` of the videos and frames tables.
+MEDIA = pa.struct(
+    [
+        ("media_id", pa.string()),
+        ("kind", pa.string()),
+        ("uri", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+    ]
+)
+
+# An in-context example (MIMIC-IT): its own turns and media, kept apart from the query turns.
+IN_CONTEXT = pa.struct(
+    [
+        ("example_id", pa.string()),
+        ("conversations", pa.list_(TURN)),
+        ("media", pa.list_(MEDIA)),
+    ]
+)
+
+SAMPLES = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("source", pa.string()),
+        ("format", pa.string()),
+        ("media_type", pa.string()),
+        ("media", pa.list_(MEDIA)),
+        ("conversations", pa.list_(TURN)),
+        ("in_context", pa.list_(IN_CONTEXT)),
+        ("language", pa.string()),
+        ("source_file", pa.string()),
+        ("record_index", pa.int64()),
+        ("raw", pa.string()),
+    ]
+)
+
+REJECTS = pa.schema(
+    [
+        ("stage", pa.string()),
+        ("source", pa.string()),
+        ("format", pa.string()),
+        ("source_file", pa.string()),
+        ("record_index", pa.int64()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+VIDEOS = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("uri", pa.string()),
+        ("kind", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("duration_s", pa.float64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("codec", pa.string()),
+        ("fps_native", pa.float64()),
+        ("n_frames", pa.int32()),
+        ("params", pa.string()),
+        ("strategy", pa.string()),
+        ("elapsed_s", pa.float64()),
+    ]
+)
+
+FRAMES = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("frame_index", pa.int32()),
+        ("timestamp_s", pa.float64()),
+        ("uri", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("bytes", pa.int64()),
+        ("sha256", pa.string()),
+    ]
+)
+
+TOKEN_LENGTHS = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("model", pa.string()),
+        ("n_frames", pa.int32()),
+        ("text_tokens", pa.int32()),
+        ("visual_tokens", pa.int32()),
+        ("total_tokens", pa.int32()),
+        ("t2vid_estimate", pa.int32()),
+        ("fits", pa.bool_()),
+        ("reason", pa.string()),
+    ]
+)
+
+SHARDS = pa.schema(
+    [
+        ("model", pa.string()),
+        ("format", pa.string()),
+        ("shard_path", pa.string()),
+        ("samples", pa.int64()),
+        ("bytes", pa.int64()),
+        ("token_sum", pa.int64()),
+        ("sha256", pa.string()),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "samples": SAMPLES,
+    "rejects": REJECTS,
+    "videos": VIDEOS,
+    "frames": FRAMES,
+    "token_lengths": TOKEN_LENGTHS,
+    "shards": SHARDS,
+}
+
+
+def to_spark_schema(schema: pa.Schema):
+    """The Spark StructType of an Arrow schema (imported lazily: udfs stay Spark-free)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)

@@ -1,0 +1,691 @@
+"""Frame extraction: media in, JPEG frames at T2Vid's sampling plan out. No Spark, no storage.
+
+A video is probed in-process with PyAV, then decoded by the bundled ffmpeg (driven through
+ffmpeg-python) with a hard timeout. Frames stream out of ffmpeg's pipe one at a time, so memory
+stays bounded whatever the video's length.
+
+Which frame is "the frame at t": the first frame whose timestamp is at or after
+``t - half a native frame interval``, i.e. the frame nearest to ``t`` for constant frame rate
+(within half a frame of it). Targets past the last frame take the last frame. Every strategy
+applies this rule, so they return the same frames, and each frame carries its true
+presentation timestamp (seconds from the start of the media), not the target's.
+
+Failures never raise out of ``extract_*``: they return ``status="failed"`` with a readable
+``error``. Since ``frames`` is a generator, a failure while decoding (timeout, truncated file)
+shows up once it has been consumed: ``status``, ``error`` and ``elapsed_s`` are final then.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import math
+import os
+import re
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypedDict
+
+import av
+import ffmpeg
+import imageio_ffmpeg
+from PIL import Image, ImageOps
+
+from udfs.sampling import sample_timestamps
+
+# ffmpeg may open local files and web URLs (presigned S3) and nothing else: no pipes, no
+# devices, no "concat:"/"subfile:" protocols that stitch other files in.
+PROTOCOLS = "file,http,https,tcp,tls"
+# Demuxers user media may be read with. Playlist-like demuxers (hls, dash, concat, imf) open
+# further URLs named inside the file, so a crafted .m3u8 could read /etc/passwd: not listed.
+DEMUXERS = ",".join([
+    "mov", "matroska", "avi", "gif", "mpegts", "mpeg", "mpegvideo", "flv", "asf", "ogg", "nut",
+    "mxf", "dv", "rm", "ivf", "obu", "h264", "hevc", "m4v", "yuv4mpegpipe", "apng", "image2",
+    "png_pipe", "jpeg_pipe", "webp_pipe", "mjpeg",
+    # audio-only containers, so such files fail with "no video stream", not "unsupported"
+    "mp3", "wav", "aac", "flac",
+])
+# Demuxers whose seek lands on the keyframe before the target, from a full index (mp4 sample
+# tables, Matroska cues): there "seek" returns exactly the frames "single_pass" does. Others
+# (MPEG-TS, ...) seek by bisecting bytes and can land after the target.
+EXACT_SEEK_DEMUXERS = ("mov", "matroska")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+# Strategy costs, in seconds: an ffmpeg run's fixed start-up (process, open, probe), and the
+# decode time per pixel (both measured on 2 cores; only their ratio matters for the choice).
+SEEK_RUN_S = 0.03
+DECODE_S_PER_PIXEL = 2e-9
+# Caps on the probe's packet scans, so a file without an index is not read in full.
+MAX_PROBE_PACKETS = 5000
+# Slack for float rounding between Python, ffmpeg's expressions and its microsecond seeks.
+TIME_EPSILON_S = 1e-6
+
+
+class VideoError(Exception):
+    """A media item cannot be extracted; the message is the readable reason."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    frame_index: int  # position in the extracted sequence, from 0
+    timestamp_s: float  # presentation time of this frame, seconds from the start of the media
+    width: int
+    height: int
+    jpeg: bytes
+
+
+class ProbeInfo(TypedDict):
+    format: str  # demuxer name, e.g. "mov", "matroska", "gif"
+    duration_s: float  # end of the last video frame
+    width: int  # display size: after sample aspect ratio and rotation
+    height: int
+    codec: str
+    fps_native: float | None
+    rotation: int  # display rotation applied, degrees counter-clockwise (0, 90, 180, 270)
+    n_frames: int  # from the container's count or duration × fps
+    gop: float | None  # mean frames per keyframe, from the seek index (seekable formats only)
+    seekable: bool  # seeking is exact (EXACT_SEEK_DEMUXERS, with an index)
+    start_time_s: float  # container start time; all timestamps are relative to it
+    last_frame_s: float  # timestamp of the last video frame
+
+
+@dataclass
+class VideoResult:
+    status: str  # "ok" or "failed"
+    error: str | None = None
+    strategy: str | None = None  # "single_pass", "seek", "image", "frames_dir"
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    codec: str | None = None
+    fps_native: float | None = None
+    n_frames: int | None = None  # native frame count (probe estimate), not frames extracted
+    rotation: int | None = None
+    elapsed_s: float = 0.0
+    frames: Iterator[Frame] = field(default_factory=lambda: iter(()))
+
+
+class Storage(Protocol):
+    """What ``extract_media`` needs of ``framelake.storage.Storage``."""
+
+    def presigned_url(self, uri: str) -> str: ...
+    def read_bytes(self, uri: str) -> bytes: ...
+    def list(self, pattern: str) -> list[str]: ...
+
+
+def ffmpeg_exe() -> str:
+    """Path of the static ffmpeg shipped by imageio-ffmpeg."""
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+class Deadline:
+    """A time budget shared by every step of one extraction."""
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = timeout_s
+        self.at = time.monotonic() + timeout_s
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def error(self, what: str) -> VideoError:
+        return VideoError(f"{what} timed out after {self.timeout_s:g} s")
+
+    def check(self, what: str) -> None:
+        if self.expired():
+            raise self.error(what)
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def input_url(src: str) -> str:
+    """The URL ffmpeg and PyAV open for ``src`` (a local path or an http(s) URL), after
+    checking a local file exists, is a regular file (a FIFO would block forever) and is not
+    empty. Local paths get a ``file:`` prefix so names with ``:`` are not read as protocols."""
+    scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", src)
+    if scheme:
+        if scheme.group(1).lower() not in ("http", "https"):
+            raise VideoError(f"unsupported URL scheme {scheme.group(1)!r} (only local paths and http(s))")
+        return src
+    try:
+        info = os.stat(src)
+    except FileNotFoundError:
+        raise VideoError("file not found") from None
+    except OSError as err:
+        raise VideoError(f"cannot read file: {err.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise VideoError("not a regular file")
+    if info.st_size == 0:
+        raise VideoError("file is empty")
+    return "file:" + os.path.abspath(src)
+
+
+def _av_message(err: av.FFmpegError) -> str:
+    text = err.strerror or str(err)
+    return text[:1].lower() + text[1:]
+
+
+# -- probe -----------------------------------------------------------------------------------
+def probe(src: str, timeout_s: float = 30.0) -> ProbeInfo:
+    """Facts about ``src``'s first video stream. Raises ``VideoError`` with a readable reason
+    (missing, empty, not media, no video stream, undecodable, timed out)."""
+    return _probe(input_url(src), Deadline(timeout_s))
+
+
+def _probe(url: str, deadline: Deadline) -> ProbeInfo:
+    try:
+        container = av.open(
+            url,
+            options={"protocol_whitelist": PROTOCOLS, "format_whitelist": DEMUXERS},
+            timeout=max(deadline.remaining(), 0.001),
+        )
+    except av.ArgumentError:  # what libavformat returns for a demuxer not on the list
+        raise VideoError("unsupported container format (playlists and other formats are refused)") from None
+    except av.FFmpegError as err:
+        raise (deadline.error("probe") if deadline.expired() else VideoError(_av_message(err))) from None
+    try:
+        with container:
+            return _probe_container(container, deadline)
+    except av.FFmpegError as err:
+        raise (deadline.error("probe") if deadline.expired() else VideoError(_av_message(err))) from None
+
+
+def _probe_container(container: av.container.InputContainer, deadline: Deadline) -> ProbeInfo:
+    if not container.streams.video:
+        raise VideoError("no video stream")
+    stream = container.streams.video[0]
+    start_time_s = (container.start_time or 0) / av.time_base
+    fps = float(stream.average_rate or stream.guessed_rate or 0) or None
+    rotation = _first_frame_rotation(container, stream, deadline)
+    last_frame_s, last_duration_s = _last_frame(container, stream, deadline)
+    frame_s = last_duration_s or (1 / fps if fps else 0.0)
+    if last_frame_s is not None:
+        duration_s = last_frame_s - start_time_s + frame_s
+    elif stream.duration:
+        duration_s = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration_s = container.duration / av.time_base
+    else:
+        raise VideoError("unknown duration")
+    n_frames = stream.frames or round(duration_s * (fps or 0))
+    # Counted after the tail seek, which loads Matroska's cues.
+    keyframes = sum(1 for entry in stream.index_entries if entry.is_keyframe)
+    demuxer = container.format.name.split(",")[0]
+    seekable = demuxer in EXACT_SEEK_DEMUXERS and keyframes > 0
+    width, height = stream.width, stream.height
+    if stream.sample_aspect_ratio and stream.sample_aspect_ratio != 1:
+        width = round(width * stream.sample_aspect_ratio)
+    if rotation in (90, 270):
+        width, height = height, width
+    return ProbeInfo(
+        format=demuxer,
+        duration_s=duration_s,
+        width=width,
+        height=height,
+        codec=stream.codec_context.name,
+        fps_native=fps,
+        rotation=rotation,
+        n_frames=n_frames,
+        gop=n_frames / keyframes if seekable else None,
+        seekable=seekable,
+        start_time_s=start_time_s,
+        last_frame_s=(last_frame_s - start_time_s) if last_frame_s is not None else duration_s - frame_s,
+    )
+
+
+def _first_frame_rotation(container, stream, deadline: Deadline) -> int:
+    """Decodes the first frame, which proves the stream decodes, and reads its display
+    rotation (only what ffmpeg's autorotate applies: multiples of 90)."""
+    for packets, packet in enumerate(container.demux(stream), 1):
+        for frame in packet.decode():
+            return round(frame.rotation / 90) % 4 * 90
+        deadline.check("probe")
+        if packets >= MAX_PROBE_PACKETS:
+            break
+    raise VideoError("no decodable video frame")
+
+
+def _last_frame(container, stream, deadline: Deadline) -> tuple[float | None, float | None]:
+    """(timestamp, duration) of the last video frame, absolute, from the packets after the
+    last keyframe; (None, None) when the container cannot seek there cheaply."""
+    try:
+        container.seek(2**62, stream=stream, backward=True, any_frame=False)
+    except av.FFmpegError:
+        return None, None
+    last = last_duration = None
+    for packets, packet in enumerate(container.demux(stream), 1):
+        if packet.pts is not None and (last is None or packet.pts >= last):
+            last, last_duration = packet.pts, packet.duration
+        deadline.check("probe")
+        if packets >= MAX_PROBE_PACKETS:
+            return None, None
+    if last is None:
+        return None, None
+    return float(last * stream.time_base), float((last_duration or 0) * stream.time_base) or None
+
+
+# -- ffmpeg runs -----------------------------------------------------------------------------
+class FFmpegRun:
+    """One ffmpeg process whose stdout the caller reads. Killed when the deadline passes,
+    always reaped by ``close``; stderr is drained in a thread (keeping its tail for errors)
+    so ffmpeg never blocks on it."""
+
+    def __init__(self, stream_spec, deadline: Deadline):
+        self.deadline = deadline
+        self.timed_out = False
+        self.closed_early = False
+        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-copyts"]
+        self.process: subprocess.Popen = ffmpeg.run_async(stream_spec, cmd=cmd, pipe_stdout=True, pipe_stderr=True)
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drain.start()
+        self._timer = threading.Timer(max(deadline.remaining(), 0), self._on_deadline)
+        self._timer.daemon = True
+        self._timer.start()
+
+    @property
+    def stdout(self):
+        return self.process.stdout
+
+    def _drain_stderr(self) -> None:
+        for line in self.process.stderr:
+            self.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
+
+    def _on_deadline(self) -> None:
+        if self.process.poll() is None:
+            self.timed_out = True
+            self.process.kill()
+
+    def finish(self) -> None:
+        """Waits for ffmpeg to exit after its output ended; raises ``VideoError`` if it timed
+        out or failed."""
+        try:
+            self.process.wait(timeout=max(self.deadline.remaining(), 0.001))
+        except subprocess.TimeoutExpired:
+            self._on_deadline()
+        self.close()
+        if self.timed_out:
+            raise self.deadline.error("ffmpeg")
+        if self.process.returncode != 0:
+            detail = next((line for line in reversed(self.stderr_tail) if line), "")
+            raise VideoError(f"ffmpeg failed (exit {self.process.returncode}): {detail}".rstrip(": "))
+
+    def close(self) -> None:
+        """Stops ffmpeg if it still runs (the caller needs no more frames) and reaps it."""
+        self._timer.cancel()
+        if self.process.poll() is None:
+            self.closed_early = True
+            self.process.kill()
+        self.process.wait()
+        self.process.stdout.close()
+        self._drain.join(timeout=5)
+        self.process.stderr.close()
+
+
+def _jpeg_stream(stream_spec, deadline: Deadline) -> Iterator[tuple[float, bytes]]:
+    """(absolute timestamp, JPEG) of each frame ffmpeg writes. ffmpeg muxes the JPEGs into
+    NUT on stdout, which carries each frame's timestamp next to its bytes."""
+    run = FFmpegRun(stream_spec, deadline)
+    try:
+        try:
+            with av.open(run.stdout, mode="r", format="nut") as output:
+                for packet in output.demux(output.streams.video[0]):
+                    if packet.size:
+                        yield float(packet.pts * packet.time_base), bytes(packet)
+        except (av.FFmpegError, IndexError) as err:  # no stream: ffmpeg died before writing
+            run.finish()  # ffmpeg's own error explains it better, if it has one
+            raise VideoError(f"reading ffmpeg output: {err}") from None
+        run.finish()
+    finally:
+        run.close()
+
+
+def _frame_spec(
+    url: str, info: ProbeInfo, seek_s: float, size: tuple[int, int], quality: int, *,
+    select: str | None = None, max_frames: int | None = None,
+):
+    """ffmpeg command: from ``seek_s`` (an exact seek: frames before it are dropped), the
+    first video stream, optionally a ``select`` filter, scaled to ``size``, as MJPEG in NUT.
+    ``-f`` forces the demuxer the probe saw, so a server cannot switch formats between runs."""
+    input_args = {"f": info["format"], "protocol_whitelist": PROTOCOLS}
+    if seek_s > 0:
+        input_args["ss"] = f"{seek_s:.6f}"
+    video = ffmpeg.input(url, **input_args)["v:0"]
+    if select is not None:
+        video = video.filter("select", select)
+    # ffmpeg rotates upright before these filters (autorotate); the probe's size is upright too.
+    video = video.filter("scale", size[0], size[1]).filter("setsar", 1)
+    output_args = {"q:v": quality}
+    if max_frames is not None:
+        output_args["frames:v"] = max_frames
+    return video.output(
+        "pipe:", format="nut", vcodec="mjpeg", pix_fmt="yuvj420p", fps_mode="passthrough", **output_args
+    )
+
+
+# -- sampling plans --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Plan:
+    targets: list[float]  # planned timestamps, relative
+    thresholds: list[float]  # per target: take the first frame at or after this, relative
+    grid_origin_s: float  # thresholds[k] lies on grid_origin_s + j/fps (before the tail clamp)
+    fps: float
+    last_frame_s: float
+
+
+def _plan(info: ProbeInfo, fps: float, start_s: float | None, end_s: float | None, max_frames: int | None) -> _Plan:
+    targets = sample_timestamps(info["duration_s"], fps, start_s, end_s, max_frames)
+    if not targets:
+        raise VideoError(
+            f"clip {start_s or 0:g}-{info['duration_s'] if end_s is None else end_s:g} s holds no frame time "
+            f"(video lasts {info['duration_s']:.3f} s)"
+        )
+    half_frame = 0.5 / info["fps_native"] if info["fps_native"] else 0.0
+    # The last frame is clamped a little early so float noise cannot put it after its own time.
+    last = info["last_frame_s"] - 1e-4
+    return _Plan(
+        targets=targets,
+        thresholds=[min(t - half_frame, last) for t in targets],
+        grid_origin_s=max(0.0, start_s or 0.0) - half_frame,
+        fps=fps,
+        last_frame_s=last,
+    )
+
+
+def choose_strategy(info: ProbeInfo, thresholds: Sequence[float]) -> str:
+    """"seek" (one ffmpeg run per target, each seeking to the keyframe before it) when that
+    decodes less than "single_pass" (one run decoding every frame of the sampled span) by the
+    cost model below. Only for containers where seeking is exact (``ProbeInfo.seekable``)."""
+    if not info["seekable"] or not info["fps_native"]:
+        return "single_pass"
+    frame_s = info["width"] * info["height"] * DECODE_S_PER_PIXEL
+    span_frames = (thresholds[-1] - thresholds[0]) * info["fps_native"] + info["gop"] / 2
+    single_pass_s = SEEK_RUN_S + span_frames * frame_s
+    seek_s = len(set(thresholds)) * (SEEK_RUN_S + (info["gop"] / 2 + 1) * frame_s)
+    return "seek" if seek_s < single_pass_s else "single_pass"
+
+
+def _single_pass(url: str, info: ProbeInfo, plan: _Plan, size, quality, deadline) -> Iterator[tuple[float, bytes]]:
+    """One run from the first threshold on. ``select`` keeps the first frame at or after each
+    grid threshold: variable 0 holds the next threshold, advanced past each kept frame."""
+    u = f"(t-{info['start_time_s']!r})"  # -copyts keeps absolute times; make them relative
+    origin, fps = repr(plan.grid_origin_s), repr(plan.fps)
+    next_threshold = f"{origin}+(floor(({u}-{origin})*{fps})+1)/{fps}"
+    select = f"if(gte({u},ld(0)),1+0*st(0,{next_threshold}),0)+gte({u},{plan.last_frame_s!r})"
+    spec = _frame_spec(url, info, plan.thresholds[0], size, quality, select=select)
+    for pts, jpeg in _jpeg_stream(spec, deadline):
+        yield pts - info["start_time_s"], jpeg
+
+
+def _seek_each(url: str, info: ProbeInfo, plan: _Plan, size, quality, deadline) -> Iterator[tuple[float, bytes]]:
+    """One run per distinct threshold, each taking the first frame at or after it."""
+    last = -math.inf
+    for threshold in plan.thresholds:
+        if threshold <= last + TIME_EPSILON_S:
+            continue  # the frame already yielded serves this target too (a VFR gap)
+        spec = _frame_spec(url, info, threshold, size, quality, max_frames=1)
+        for pts, jpeg in _jpeg_stream(spec, deadline):
+            last = pts - info["start_time_s"]
+            yield last, jpeg
+
+
+STRATEGIES: dict[str, Callable[..., Iterator[tuple[float, bytes]]]] = {
+    "single_pass": _single_pass,
+    "seek": _seek_each,
+}
+
+
+def _assign(plan: _Plan, decoded: Iterator[tuple[float, bytes]], size: tuple[int, int]) -> Iterator[Frame]:
+    """Frames for the plan's targets, in order: each target takes the first decoded frame at
+    or after its threshold (several targets may share one frame across a VFR gap)."""
+    index = 0
+    try:
+        for timestamp, jpeg in decoded:
+            while index < len(plan.targets) and plan.thresholds[index] <= timestamp + TIME_EPSILON_S:
+                yield Frame(index, timestamp, size[0], size[1], jpeg)
+                index += 1
+            if index == len(plan.targets):
+                return
+    finally:
+        decoded.close()  # stops ffmpeg when the plan is complete or the caller gives up
+    if index < len(plan.targets):
+        raise VideoError(
+            f"video ended before {plan.targets[index]:.3f} s: got {index} of {len(plan.targets)} planned frames"
+        )
+
+
+def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) scaled so the long side is at most ``max_side``, aspect kept."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+# -- results ---------------------------------------------------------------------------------
+def _failed(error: str, started: float, **fields) -> VideoResult:
+    return VideoResult(status="failed", error=error, elapsed_s=time.monotonic() - started, **fields)
+
+
+def _finishing(result: VideoResult, frames: Iterator[Frame], started: float) -> Iterator[Frame]:
+    """``frames``, recording in ``result`` how the iteration ended."""
+    try:
+        yield from frames
+    except VideoError as err:
+        result.status, result.error = "failed", str(err)
+    except Exception as err:  # a bug or an odd file must fail this media item, not the job
+        result.status, result.error = "failed", f"{type(err).__name__}: {err}"
+    finally:
+        result.elapsed_s = time.monotonic() - started
+
+
+def extract_frames(
+    src: str,
+    *,
+    fps: float = 1.0,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    max_frames: int | None = None,
+    max_side: int | None = None,
+    quality: int = 3,
+    timeout_s: float = 120.0,
+    strategy: str | None = None,
+) -> VideoResult:
+    """Frames of a video file or URL (mp4, mkv, webm, gif, ...) at ``fps`` within
+    ``[start_s, end_s)``, at most ``max_frames`` (T2Vid's uniform pick), long side scaled to
+    ``max_side``, JPEG at ffmpeg ``-q:v quality`` (2 best .. 31). ``timeout_s`` bounds the whole
+    extraction. ``strategy`` forces "single_pass" or "seek" instead of ``choose_strategy``."""
+    started = time.monotonic()
+    deadline = Deadline(timeout_s)
+    try:
+        url = input_url(src)
+        info = _probe(url, deadline)
+    except VideoError as err:
+        return _failed(str(err), started)
+    except Exception as err:  # never raise out of extract_*
+        return _failed(f"{type(err).__name__}: {err}", started)
+    fields = dict(
+        duration_s=info["duration_s"], width=info["width"], height=info["height"], codec=info["codec"],
+        fps_native=info["fps_native"], n_frames=info["n_frames"], rotation=info["rotation"],
+    )
+    try:
+        plan = _plan(info, fps, start_s, end_s, max_frames)
+        chosen = strategy or choose_strategy(info, plan.thresholds)
+        if chosen not in STRATEGIES:
+            raise VideoError(f"unknown strategy {chosen!r} (known: {', '.join(STRATEGIES)})")
+    except (VideoError, ValueError) as err:
+        return _failed(str(err), started, **fields)
+    size = output_size(info["width"], info["height"], max_side)
+    decoded = STRATEGIES[chosen](url, info, plan, size, quality, deadline)
+    result = VideoResult(status="ok", strategy=chosen, **fields)
+    result.frames = _finishing(result, _assign(plan, decoded, size), started)
+    return result
+
+
+# -- stills and frame folders ----------------------------------------------------------------
+def pil_quality(qscale: int) -> int:
+    """The libjpeg quality matching ffmpeg's ``-q:v``: its MJPEG encoder scales the standard
+    (quality 50) tables by ``qscale/8``, and libjpeg quality ``q`` scales them by ``(200-2q)%``
+    above 50, ``5000/q %`` below."""
+    scale_percent = 12.5 * qscale
+    quality = 100 - scale_percent / 2 if scale_percent <= 100 else 5000 / scale_percent
+    return max(1, min(95, round(quality)))
+
+
+def _encode_image(data: bytes, max_side: int | None, quality: int) -> tuple[int, int, bytes]:
+    """(width, height, JPEG) of an image file's bytes, upright (EXIF orientation), RGB."""
+    with Image.open(io.BytesIO(data)) as image:
+        if max_side and image.format == "JPEG":
+            image.draft("RGB", (max_side, max_side))  # decode big JPEGs at reduced size
+        image = ImageOps.exif_transpose(image)
+        if image.mode != "RGB":
+            # Transparent pixels composite onto white, as a viewer shows them.
+            rgba = image.convert("RGBA")
+            image = Image.new("RGB", rgba.size, "white")
+            image.paste(rgba, mask=rgba.getchannel("A"))
+        size = output_size(image.width, image.height, max_side)
+        if size != image.size:
+            image = image.resize(size, Image.Resampling.BICUBIC)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=pil_quality(quality))
+    return size[0], size[1], out.getvalue()
+
+
+def _read_local(path: str) -> bytes:
+    with open(input_url(path).removeprefix("file:"), "rb") as file:
+        return file.read()
+
+
+def _image_message(err: Exception) -> str:
+    if isinstance(err, VideoError):
+        return str(err)
+    if isinstance(err, Image.UnidentifiedImageError):
+        return "not an image file"
+    if isinstance(err, OSError) and err.strerror:
+        return f"cannot read image: {err.strerror}"
+    return f"cannot read image: {type(err).__name__}: {err}"
+
+
+def extract_image(
+    src: str | bytes,
+    *,
+    max_side: int | None = None,
+    quality: int = 3,
+    read_bytes: Callable[[str], bytes] = _read_local,
+) -> VideoResult:
+    """One still (a path read with ``read_bytes``, or the file's bytes) as a one-frame result
+    at timestamp 0. ``quality`` is on ffmpeg's ``-q:v`` scale, like the videos'."""
+    started = time.monotonic()
+    try:
+        width, height, jpeg = _encode_image(read_bytes(src) if isinstance(src, str) else src, max_side, quality)
+    except Exception as err:  # never raise out of extract_*
+        return _failed(_image_message(err), started)
+    return VideoResult(
+        status="ok", strategy="image", width=width, height=height, n_frames=1, duration_s=0.0,
+        elapsed_s=time.monotonic() - started, frames=iter([Frame(0, 0.0, width, height, jpeg)]),
+    )
+
+
+def _natural_key(name: str) -> list:
+    """Sort key putting frame_2 before frame_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def list_frames_dir(dir_path: str) -> list[str]:
+    """The image files of a local folder in natural order."""
+    try:
+        names = os.listdir(dir_path)
+    except FileNotFoundError:
+        raise VideoError("folder not found") from None
+    except NotADirectoryError:
+        raise VideoError("not a folder") from None
+    files = [os.path.join(dir_path, n) for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(files, key=_natural_key)
+
+
+def extract_frames_dir(
+    src: str | Sequence[str],
+    *,
+    source_fps: float = 1.0,
+    fps: float = 1.0,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    max_frames: int | None = None,
+    max_side: int | None = None,
+    quality: int = 3,
+    timeout_s: float = 120.0,
+    read_bytes: Callable[[str], bytes] = _read_local,
+) -> VideoResult:
+    """A folder of ordered images (T2Vid's rendered text, MIMIC-IT frame sets) played as a
+    video at ``source_fps``: image ``i`` is at ``i / source_fps``. ``src`` is a local folder or
+    the image paths/URIs already in order (each read with ``read_bytes``). The sampling plan is
+    the videos' one; each target takes the nearest image."""
+    started = time.monotonic()
+    deadline = Deadline(timeout_s)
+    try:
+        files = list_frames_dir(src) if isinstance(src, str) else list(src)
+        if not files:
+            raise VideoError("no image files in folder")
+        duration_s = len(files) / source_fps
+        targets = sample_timestamps(duration_s, fps, start_s, end_s, max_frames)
+        if not targets:
+            raise VideoError(f"clip holds no frame time (the folder plays for {duration_s:g} s)")
+    except (VideoError, ValueError) as err:
+        return _failed(str(err), started)
+    result = VideoResult(
+        status="ok", strategy="frames_dir", duration_s=duration_s, fps_native=source_fps, n_frames=len(files),
+    )
+
+    def frames() -> Iterator[Frame]:
+        for index, target in enumerate(targets):
+            deadline.check("reading frames")
+            position = min(len(files) - 1, math.floor(target * source_fps + 0.5))
+            try:
+                width, height, jpeg = _encode_image(read_bytes(files[position]), max_side, quality)
+            except Exception as err:
+                raise VideoError(f"{os.path.basename(files[position])}: {_image_message(err)}") from None
+            result.width, result.height = width, height
+            yield Frame(index, position / source_fps, width, height, jpeg)
+
+    result.frames = _finishing(result, frames(), started)
+    return result
+
+
+def extract_media(
+    kind: str,
+    uri: str,
+    storage: Storage,
+    *,
+    fps: float = 1.0,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    max_frames: int | None = None,
+    max_side: int | None = None,
+    quality: int = 3,
+    timeout_s: float = 120.0,
+) -> VideoResult:
+    """Dispatch on the media ``kind`` ("video", "image", "frames_dir") of a local or ``s3://``
+    URI. Videos on S3 are read by ffmpeg through a presigned URL, without a local copy."""
+    if kind == "image":
+        return extract_image(uri, max_side=max_side, quality=quality, read_bytes=storage.read_bytes)
+    if kind == "frames_dir":
+        files = [f for f in storage.list(uri) if f.lower().endswith(IMAGE_SUFFIXES)]
+        return extract_frames_dir(
+            sorted(files, key=_natural_key), fps=fps, start_s=start_s, end_s=end_s, max_frames=max_frames,
+            max_side=max_side, quality=quality, timeout_s=timeout_s, read_bytes=storage.read_bytes,
+        )
+    if kind != "video":
+        return VideoResult(status="failed", error=f"unknown media kind {kind!r}")
+    try:
+        src = storage.presigned_url(uri) if uri.startswith("s3://") else uri
+    except Exception as err:
+        return VideoResult(status="failed", error=f"cannot presign {uri}: {type(err).__name__}: {err}")
+    return extract_frames(
+        src, fps=fps, start_s=start_s, end_s=end_s, max_frames=max_frames, max_side=max_side,
+        quality=quality, timeout_s=timeout_s,
+    )
