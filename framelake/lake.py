@@ -81,11 +81,13 @@ class Lake:
     def delta_table(self, name: str):
         """The ``deltalake.DeltaTable`` of a table, or None if it does not exist yet."""
         from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
 
-        uri = self.table_uri(name)
-        if not DeltaTable.is_deltatable(uri, storage_options=self.delta_options):
+        # Not DeltaTable.is_deltatable: on S3 it hangs for a table that does not exist yet.
+        try:
+            return DeltaTable(self.table_uri(name), storage_options=self.delta_options)
+        except TableNotFoundError:
             return None
-        return DeltaTable(uri, storage_options=self.delta_options)
 
     def exists(self, name: str) -> bool:
         return self.delta_table(name) is not None

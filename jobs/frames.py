@@ -7,6 +7,7 @@ are skipped, so a rerun only does what is missing or failed.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 import pyarrow as pa
@@ -20,6 +21,7 @@ from udfs.video import extract_media
 
 FRAME_ENTRY = pa.struct([f for f in FRAMES if f.name != "video_id"])
 EXTRACTED = pa.schema([*VIDEOS, pa.field("frames", pa.list_(FRAME_ENTRY))])
+_URL = re.compile(r"https?://[^\s'\"]+")
 
 
 class ExtractMedia:
@@ -55,9 +57,13 @@ class ExtractMedia:
                 })
             status, error = result.status, result.error
         except Exception as err:  # a store failure mid-video fails this video, not the job
-            status, error, frames = "failed", f"writing frames: {type(err).__name__}: {err}", []
+            status, error = "failed", f"writing frames: {type(err).__name__}: {err}"
         if status == "ok" and not frames:
             status, error = "failed", "no frames decoded in the sampled range"
+        if status != "ok":  # a video that failed part way keeps none of its frames
+            frames = []
+        if error:  # ffmpeg may quote its input: a presigned URL carries credentials
+            error = _URL.sub(media["uri"], error)
         return {
             "video_id": media["media_id"], "uri": media["uri"], "kind": media["kind"],
             "start_s": media["start_s"], "end_s": media["end_s"],

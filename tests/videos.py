@@ -1,5 +1,6 @@
 """Deterministic test media made with the bundled ffmpeg (imageio-ffmpeg): videos, GIFs,
-audio-only files and broken files. Also builds the demo corpus, so nothing here imports pytest.
+audio-only files and broken files. The demo corpus is built with these too, so this module
+needs no test tooling.
 
 ``make_numbered_video`` burns each frame's number into the picture as 16 black/white vertical
 bars (bit ``i`` = bar ``i``, least significant on the left); ``read_frame_number`` reads it back
@@ -19,6 +20,12 @@ import numpy as np
 from PIL import Image
 
 FRAME_NUMBER_BITS = 16
+# Fast settings, one thread each so output is byte-identical from run to run.
+CODEC_ARGS = {
+    "libx264": ["-preset", "veryfast", "-crf", "18", "-threads", "1"],
+    "libvpx-vp9": ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M", "-threads", "1"],
+    "gif": [],
+}
 
 
 def _ffmpeg(*args: str) -> None:
@@ -58,20 +65,21 @@ def _encode(
     args = ["-f", "lavfi", "-i", ",".join(filters)]
     if audio:
         args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000", "-shortest", "-c:a", "aac"]
-    if codec == "gif":
-        args += ["-c:v", "gif"]
-    else:
-        args += ["-c:v", codec]
-        if codec == "libx264":
-            # Deterministic output (one thread); B-frames on so seeking meets reordered frames.
-            args += ["-preset", "veryfast", "-crf", "18", "-threads", "1", "-bf", str(3 if bframes is None else bframes)]
-        if gop is not None:
-            args += ["-g", str(gop), "-keyint_min", str(gop)]
+    args += ["-c:v", codec, *CODEC_ARGS.get(codec, [])]
+    if codec == "libx264":
+        # B-frames by default, so seeking meets frames stored out of display order.
+        args += ["-bf", str(3 if bframes is None else bframes)]
+    if gop is not None:
+        args += ["-g", str(gop), "-keyint_min", str(gop)]
+    if codec != "gif":  # GIF encodes a palette; ffmpeg picks it
         args += ["-pix_fmt", pix_fmt or "yuv420p"]
     if vfr:
         args += ["-fps_mode", "passthrough"]
-    # moov first, as web videos have it: a truncated copy still opens and then runs out of data.
-    mux = ["-movflags", "+faststart"] if path.suffix in (".mp4", ".mov", ".m4v") else []
+    # bitexact: no random Matroska segment id, no version tag. faststart: moov first, as web
+    # videos have it, so a truncated copy still opens and then runs out of data.
+    mux = ["-fflags", "+bitexact"]
+    if path.suffix in (".mp4", ".mov", ".m4v"):
+        mux += ["-movflags", "+faststart"]
     if rotate is None:
         _ffmpeg(*args, *mux, str(path))
         return path
@@ -100,11 +108,13 @@ def make_test_video(
     """A moving colour test pattern (``testsrc2``); the container follows ``path``'s suffix.
 
     ``rotate`` sets display rotation metadata (degrees counter-clockwise, as phones write it);
-    ``vfr`` changes the frame spacing after one second (see ``vfr_pts_s``); ``codec="gif"``
-    with a ``.gif`` path makes an animated GIF.
+    ``vfr`` keeps the ``seconds × fps`` frames but spaces those after the first second three
+    times wider (see ``vfr_pts_s``), so the video lasts longer; ``codec="gif"`` with a ``.gif``
+    path makes an animated GIF.
     """
     width, height = size
-    source = f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"
+    # testsrc2 rounds odd sizes down to even ones; scaling gets the exact size back.
+    source = f"testsrc2=size={width + width % 2}x{height + height % 2}:rate={fps}:duration={seconds},scale={width}:{height}"
     return _encode(path, source, fps=fps, codec=codec, gop=gop, bframes=bframes, rotate=rotate,
                    vfr=vfr, pix_fmt=pix_fmt, audio=audio)
 
@@ -144,9 +154,15 @@ def read_frame_number(jpeg: bytes) -> int:
     return sum(1 << i for i, on in enumerate(bits) if on)
 
 
-def make_audio_only(path: str | os.PathLike, *, seconds: float = 1.0) -> Path:
-    """An AAC file with no video stream (``.m4a``)."""
-    _ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={seconds}", "-c:a", "aac", str(path))
+def make_audio_only(path: str | os.PathLike, *, seconds: float = 1.0, cover: bool = False) -> Path:
+    """An AAC file with no video stream; ``cover`` adds cover art, which containers store as
+    a one-picture video stream marked ``attached_pic`` (use ``.mp4`` then: ``.m4a`` drops the
+    audio)."""
+    args = ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={seconds}"]
+    if cover:
+        args += ["-f", "lavfi", "-i", "testsrc2=size=64x64:duration=0.04", "-map", "0", "-map", "1",
+                 "-c:v", "mjpeg", "-disposition:v", "attached_pic"]
+    _ffmpeg(*args, "-c:a", "aac", str(path))
     return Path(path)
 
 

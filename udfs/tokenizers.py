@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tokenizers import Tokenizer, normalizers, processors
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
-from transformers.convert_slow_tokenizer import TikTokenConverter
+# transformers announces at import that PyTorch is absent; counting tokens never needs it.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from tokenizers import Tokenizer, normalizers, processors  # noqa: E402
+from transformers import AutoTokenizer, PreTrainedTokenizerFast  # noqa: E402
+from transformers.convert_slow_tokenizer import TikTokenConverter  # noqa: E402
 
 # Bump when the conversion itself changes, so stale cached files are not reused.
 CONVERSION_VERSION = 1

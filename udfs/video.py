@@ -36,9 +36,11 @@ from PIL import Image, ImageOps
 
 from udfs.sampling import sample_timestamps
 
-# ffmpeg may open local files and web URLs (presigned S3) and nothing else: no pipes, no
-# devices, no "concat:"/"subfile:" protocols that stitch other files in.
-PROTOCOLS = "file,http,https,tcp,tls"
+# The protocols a source may use: local files read only local files, URLs (presigned S3) only
+# the network, so a remote file can never make ffmpeg read a local one. Nothing else: no pipes,
+# devices, or "concat:"/"subfile:" protocols that stitch other files in.
+LOCAL_PROTOCOLS = "file"
+REMOTE_PROTOCOLS = "http,https,tcp,tls"
 # Demuxers user media may be read with. Playlist-like demuxers (hls, dash, concat, imf) open
 # further URLs named inside the file, so a crafted .m3u8 could read /etc/passwd: not listed.
 DEMUXERS = ",".join([
@@ -55,10 +57,11 @@ EXACT_SEEK_DEMUXERS = ("mov", "matroska")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 # Strategy costs, in seconds: an ffmpeg run's fixed start-up (process, open, probe), and the
-# decode time per pixel (both measured on 2 cores; only their ratio matters for the choice).
-SEEK_RUN_S = 0.03
-DECODE_S_PER_PIXEL = 2e-9
-# Caps on the probe's packet scans, so a file without an index is not read in full.
+# H.264 decode time per pixel. Measured on 2 shared cores: ~50 ms a run, 0.7-1.4 ns a pixel;
+# only their ratio matters for the choice.
+SEEK_RUN_S = 0.05
+DECODE_S_PER_PIXEL = 1.2e-9
+# A cap on the probe's packet scans, so a file without an index is not read in full.
 MAX_PROBE_PACKETS = 5000
 # Slack for float rounding between Python, ffmpeg's expressions and its microsecond seeks.
 TIME_EPSILON_S = 1e-6
@@ -79,6 +82,7 @@ class Frame:
 
 class ProbeInfo(TypedDict):
     format: str  # demuxer name, e.g. "mov", "matroska", "gif"
+    stream_index: int  # the video stream's index in the container
     duration_s: float  # end of the last video frame
     width: int  # display size: after sample aspect ratio and rotation
     height: int
@@ -165,6 +169,10 @@ def input_url(src: str) -> str:
     return "file:" + os.path.abspath(src)
 
 
+def _protocols(url: str) -> str:
+    return LOCAL_PROTOCOLS if url.startswith("file:") else REMOTE_PROTOCOLS
+
+
 def _av_message(err: av.FFmpegError) -> str:
     text = err.strerror or str(err)
     return text[:1].lower() + text[1:]
@@ -181,7 +189,7 @@ def _probe(url: str, deadline: Deadline) -> ProbeInfo:
     try:
         container = av.open(
             url,
-            options={"protocol_whitelist": PROTOCOLS, "format_whitelist": DEMUXERS},
+            options={"protocol_whitelist": _protocols(url), "format_whitelist": DEMUXERS},
             timeout=max(deadline.remaining(), 0.001),
         )
     except av.ArgumentError:  # what libavformat returns for a demuxer not on the list
@@ -196,9 +204,11 @@ def _probe(url: str, deadline: Deadline) -> ProbeInfo:
 
 
 def _probe_container(container: av.container.InputContainer, deadline: Deadline) -> ProbeInfo:
-    if not container.streams.video:
+    # Cover art (an mp3's or m4a's picture) is a video stream too, but not a video.
+    videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not videos:
         raise VideoError("no video stream")
-    stream = container.streams.video[0]
+    stream = videos[0]
     start_time_s = (container.start_time or 0) / av.time_base
     fps = float(stream.average_rate or stream.guessed_rate or 0) or None
     rotation = _first_frame_rotation(container, stream, deadline)
@@ -224,6 +234,7 @@ def _probe_container(container: av.container.InputContainer, deadline: Deadline)
         width, height = height, width
     return ProbeInfo(
         format=demuxer,
+        stream_index=stream.index,
         duration_s=duration_s,
         width=width,
         height=height,
@@ -279,6 +290,7 @@ class FFmpegRun:
         self.deadline = deadline
         self.timed_out = False
         self.closed_early = False
+        # -copyts: frames keep the source's timestamps, so the pts read back is the true one.
         cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-copyts"]
         self.process: subprocess.Popen = ffmpeg.run_async(stream_spec, cmd=cmd, pipe_stdout=True, pipe_stderr=True)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -300,6 +312,7 @@ class FFmpegRun:
         if self.process.poll() is None:
             self.timed_out = True
             self.process.kill()
+            self.process.wait()  # reaped even if the reader has walked away
 
     def finish(self) -> None:
         """Waits for ffmpeg to exit after its output ended; raises ``VideoError`` if it timed
@@ -327,7 +340,7 @@ class FFmpegRun:
         self.process.stderr.close()
 
 
-def _jpeg_stream(stream_spec, deadline: Deadline) -> Iterator[tuple[float, bytes]]:
+def jpeg_stream(stream_spec, deadline: Deadline) -> Iterator[tuple[float, bytes]]:
     """(absolute timestamp, JPEG) of each frame ffmpeg writes. ffmpeg muxes the JPEGs into
     NUT on stdout, which carries each frame's timestamp next to its bytes."""
     run = FFmpegRun(stream_spec, deadline)
@@ -337,9 +350,9 @@ def _jpeg_stream(stream_spec, deadline: Deadline) -> Iterator[tuple[float, bytes
                 for packet in output.demux(output.streams.video[0]):
                     if packet.size:
                         yield float(packet.pts * packet.time_base), bytes(packet)
-        except (av.FFmpegError, IndexError) as err:  # no stream: ffmpeg died before writing
+        except av.FFmpegError as err:
             run.finish()  # ffmpeg's own error explains it better, if it has one
-            raise VideoError(f"reading ffmpeg output: {err}") from None
+            raise VideoError(f"reading ffmpeg output: {_av_message(err)}") from None
         run.finish()
     finally:
         run.close()
@@ -349,13 +362,14 @@ def _frame_spec(
     url: str, info: ProbeInfo, seek_s: float, size: tuple[int, int], quality: int, *,
     select: str | None = None, max_frames: int | None = None,
 ):
-    """ffmpeg command: from ``seek_s`` (an exact seek: frames before it are dropped), the
-    first video stream, optionally a ``select`` filter, scaled to ``size``, as MJPEG in NUT.
-    ``-f`` forces the demuxer the probe saw, so a server cannot switch formats between runs."""
-    input_args = {"f": info["format"], "protocol_whitelist": PROTOCOLS}
+    """ffmpeg command: from ``seek_s`` (ffmpeg's exact seek: from the keyframe before it,
+    dropping decoded frames before it), the probed video stream, optionally a ``select``
+    filter, scaled to ``size``, as MJPEG in NUT. ``-f`` forces the demuxer the probe saw, so
+    a server cannot switch formats between runs."""
+    input_args = {"f": info["format"], "protocol_whitelist": _protocols(url)}
     if seek_s > 0:
         input_args["ss"] = f"{seek_s:.6f}"
-    video = ffmpeg.input(url, **input_args)["v:0"]
+    video = ffmpeg.input(url, **input_args)[str(info["stream_index"])]
     if select is not None:
         video = video.filter("select", select)
     # ffmpeg rotates upright before these filters (autorotate); the probe's size is upright too.
@@ -411,14 +425,24 @@ def choose_strategy(info: ProbeInfo, thresholds: Sequence[float]) -> str:
 
 
 def _single_pass(url: str, info: ProbeInfo, plan: _Plan, size, quality, deadline) -> Iterator[tuple[float, bytes]]:
-    """One run from the first threshold on. ``select`` keeps the first frame at or after each
-    grid threshold: variable 0 holds the next threshold, advanced past each kept frame."""
-    u = f"(t-{info['start_time_s']!r})"  # -copyts keeps absolute times; make them relative
-    origin, fps = repr(plan.grid_origin_s), repr(plan.fps)
+    """One run over the sampled span. ``select`` keeps the first frame at or after each grid
+    threshold (variable 0 holds the next one, as an offset from the first, so it starts at 0)
+    and the last frame. Frames between grid thresholds that T2Vid's subsampling dropped are
+    still encoded, then discarded by ``_assign``: at most one per 1/fps, cheap next to decoding."""
+    def number(x: float) -> str:
+        return f"({x!r})"
+
+    u = f"(t-{number(info['start_time_s'])})"  # -copyts keeps absolute times; make them relative
+    first, origin, fps = number(plan.thresholds[0]), number(plan.grid_origin_s), number(plan.fps)
     next_threshold = f"{origin}+(floor(({u}-{origin})*{fps})+1)/{fps}"
-    select = f"if(gte({u},ld(0)),1+0*st(0,{next_threshold}),0)+gte({u},{plan.last_frame_s!r})"
-    spec = _frame_spec(url, info, plan.thresholds[0], size, quality, select=select)
-    for pts, jpeg in _jpeg_stream(spec, deadline):
+    select = (
+        f"if(gte({u},{first}+ld(0)),1+0*st(0,{next_threshold}-{first}),0)"
+        f"+gte({u},{number(plan.last_frame_s)})"
+    )
+    # Seeking to the start only where seeking is exact; elsewhere decode from the beginning.
+    seek_s = plan.thresholds[0] if info["seekable"] else 0.0
+    spec = _frame_spec(url, info, seek_s, size, quality, select=select)
+    for pts, jpeg in jpeg_stream(spec, deadline):
         yield pts - info["start_time_s"], jpeg
 
 
@@ -429,7 +453,7 @@ def _seek_each(url: str, info: ProbeInfo, plan: _Plan, size, quality, deadline) 
         if threshold <= last + TIME_EPSILON_S:
             continue  # the frame already yielded serves this target too (a VFR gap)
         spec = _frame_spec(url, info, threshold, size, quality, max_frames=1)
-        for pts, jpeg in _jpeg_stream(spec, deadline):
+        for pts, jpeg in jpeg_stream(spec, deadline):
             last = pts - info["start_time_s"]
             yield last, jpeg
 
@@ -529,9 +553,10 @@ def extract_frames(
 
 # -- stills and frame folders ----------------------------------------------------------------
 def pil_quality(qscale: int) -> int:
-    """The libjpeg quality matching ffmpeg's ``-q:v``: its MJPEG encoder scales the standard
-    (quality 50) tables by ``qscale/8``, and libjpeg quality ``q`` scales them by ``(200-2q)%``
-    above 50, ``5000/q %`` below."""
+    """The libjpeg (PIL) quality closest to ffmpeg's ``-q:v``, so stills and video frames get
+    alike JPEGs. Model: ``qscale/8`` scales libjpeg's quality-50 tables, as ``(200-2q)%`` does
+    above quality 50 and ``5000/q %`` below. Checked by file size on a real 448 px frame:
+    q:v 2, 3, 5, 8 match qualities ~91, 83, 66, 40; this gives 88, 81, 69, 50."""
     scale_percent = 12.5 * qscale
     quality = 100 - scale_percent / 2 if scale_percent <= 100 else 5000 / scale_percent
     return max(1, min(95, round(quality)))
@@ -557,7 +582,10 @@ def _encode_image(data: bytes, max_side: int | None, quality: int) -> tuple[int,
 
 
 def _read_local(path: str) -> bytes:
-    with open(input_url(path).removeprefix("file:"), "rb") as file:
+    url = input_url(path)
+    if not url.startswith("file:"):
+        raise VideoError("only local paths are read without a read_bytes function")
+    with open(url.removeprefix("file:"), "rb") as file:
         return file.read()
 
 
@@ -673,19 +701,14 @@ def extract_media(
     URI. Videos on S3 are read by ffmpeg through a presigned URL, without a local copy."""
     if kind == "image":
         return extract_image(uri, max_side=max_side, quality=quality, read_bytes=storage.read_bytes)
-    if kind == "frames_dir":
-        files = [f for f in storage.list(uri) if f.lower().endswith(IMAGE_SUFFIXES)]
-        return extract_frames_dir(
-            sorted(files, key=_natural_key), fps=fps, start_s=start_s, end_s=end_s, max_frames=max_frames,
-            max_side=max_side, quality=quality, timeout_s=timeout_s, read_bytes=storage.read_bytes,
-        )
-    if kind != "video":
-        return VideoResult(status="failed", error=f"unknown media kind {kind!r}")
-    try:
-        src = storage.presigned_url(uri) if uri.startswith("s3://") else uri
+    sampling = dict(fps=fps, start_s=start_s, end_s=end_s, max_frames=max_frames, max_side=max_side,
+                    quality=quality, timeout_s=timeout_s)
+    try:  # extract_* never raise: what is caught here is the store's listing or presigning
+        if kind == "frames_dir":
+            files = sorted((f for f in storage.list(uri) if f.lower().endswith(IMAGE_SUFFIXES)), key=_natural_key)
+            return extract_frames_dir(files, read_bytes=storage.read_bytes, **sampling)
+        if kind == "video":
+            return extract_frames(storage.presigned_url(uri) if uri.startswith("s3://") else uri, **sampling)
     except Exception as err:
-        return VideoResult(status="failed", error=f"cannot presign {uri}: {type(err).__name__}: {err}")
-    return extract_frames(
-        src, fps=fps, start_s=start_s, end_s=end_s, max_frames=max_frames, max_side=max_side,
-        quality=quality, timeout_s=timeout_s,
-    )
+        return VideoResult(status="failed", error=f"storage: {type(err).__name__}: {err}")
+    return VideoResult(status="failed", error=f"unknown media kind {kind!r}")
