@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -320,3 +321,53 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class TokenCounter:
+    """Counts tokens exactly as ``tokenizer`` encodes them, as fast as the tokenizer allows.
+
+    A builtin family counts with tiktoken on the very file its HF tokenizer was converted from:
+    the same ids (tests compare them), several times faster than the converted HF tokenizer.
+    Any other tokenizer (a folder, a hub id) counts with its own HF tokenizer, in batches.
+    """
+
+    tokenizer: PreTrainedTokenizerFast
+    encoding: object | None  # tiktoken.Encoding of a builtin family
+    nfc: bool = False
+    added_tokens: int = 0  # what add_special_tokens=True adds (BOS for Llama 3, nothing for Qwen2)
+
+    def count(self, texts: list[str], add_special_tokens: bool) -> list[int]:
+        if not texts:
+            return []
+        extra = self.added_tokens if add_special_tokens else 0
+        if self.encoding is None:
+            encoded = self.tokenizer(texts, add_special_tokens=add_special_tokens, return_attention_mask=False)
+            return [len(ids) for ids in encoded["input_ids"]]
+        if self.nfc:
+            texts = [unicodedata.normalize("NFC", text) for text in texts]
+        # Special tokens written in the text (a chat template's headers) are matched, as the HF
+        # tokenizer matches its added tokens.
+        encode = self.encoding.encode
+        return [len(encode(text, allowed_special="all")) + extra for text in texts]
+
+
+@functools.lru_cache(maxsize=None)
+def load_counter(spec: str) -> TokenCounter:
+    """The ``TokenCounter`` of a tokenizer spec (as ``load_tokenizer``), once per process."""
+    tokenizer = load_tokenizer(spec)
+    added = len(tokenizer("", add_special_tokens=True)["input_ids"])
+    family = FAMILIES.get(spec)
+    if family is None:
+        return TokenCounter(tokenizer=tokenizer, encoding=None, added_tokens=added)
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    ranks = load_tiktoken_bpe(str(family.source_path()))
+    encoding = tiktoken.Encoding(
+        name=family.name,
+        pat_str=family.pattern,
+        mergeable_ranks=ranks,
+        special_tokens={token: len(ranks) + i for i, token in enumerate(family.special_tokens)},
+    )
+    return TokenCounter(tokenizer=tokenizer, encoding=encoding, nfc=family.nfc, added_tokens=added)
