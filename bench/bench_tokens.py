@@ -57,7 +57,7 @@ def run(quick: bool = True) -> dict[str, float]:
     tokenizer = load_tokenizer(ModelProfile.from_dict(profile).tokenizer)
     convs = conversations(n)
     video = [{"position": 0, "kind": "video", "status": "ok",
-              "frames": [{"frame_index": i, "timestamp_s": float(i), "uri": "", "width": 448, "height": 252}
+              "frames": [{"frame_index": i, "timestamp_s": float(i), "uri": "", "width": 448, "height": 252, "bytes": 20_000}
                          for i in range(16)]}]
     rows = [{"sample_id": f"s{i:08d}", "conversations": c, "media_frames": video} for i, c in enumerate(convs)]
     times: dict[str, float] = {}
@@ -72,7 +72,8 @@ def run(quick: bool = True) -> dict[str, float]:
         ("media_frames", pa.list_(pa.struct([
             ("position", pa.int32()), ("kind", pa.string()), ("status", pa.string()),
             ("frames", pa.list_(pa.struct([("frame_index", pa.int32()), ("timestamp_s", pa.float64()),
-                                           ("uri", pa.string()), ("width", pa.int32()), ("height", pa.int32())]))),
+                                           ("uri", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+                                           ("bytes", pa.int64())]))),
         ]))),
     ]))
     inputs = spark.createDataFrame(rows, schema).repartition(8).persist()

@@ -1,11 +1,16 @@
-"""The whole pipeline: normalize → frames → tokens → shards, then a short summary."""
+"""The whole pipeline: normalize → frames → tokens → shards, then a run record under
+``<lake>/runs/``, a report under ``<lake>/reports/`` and a short summary."""
 from __future__ import annotations
 
+import time
 from collections import Counter
+from dataclasses import asdict
 
 from framelake.config import STAGES
+from framelake.report import new_run_id, save_run, write_report
 from framelake.runtime import Context, StageResult, stage_main
 from jobs import frames, normalize, shards, tokens
+from udfs.schemas import TABLES
 
 STAGE_RUNS = {"normalize": normalize.run, "frames": frames.run, "tokens": tokens.run, "shards": shards.run}
 
@@ -17,10 +22,36 @@ def run_stages(ctx: Context, stages: list[str] = list(STAGES), echo=print) -> li
     results = []
     for stage in STAGES:  # always in pipeline order, whatever order they were given in
         if stage in stages:
-            echo(f"[{stage}] running")
-            results.append(STAGE_RUNS[stage](ctx))
+            with ctx.progress.stage(stage):
+                results.append(STAGE_RUNS[stage](ctx))
             echo(results[-1].summary())
     return results
+
+
+def run_pipeline(ctx: Context, stages: list[str] = list(STAGES), echo=print) -> tuple[list[StageResult], str]:
+    """Run the stages, record the run and write its report; returns the results and the report's URI."""
+    run_id, started_at = new_run_id(), _utc_now()
+    results = run_stages(ctx, stages, echo)
+    record = run_record(ctx, run_id, started_at, results)
+    save_run(ctx.lake, record)
+    return results, write_report(ctx.config, ctx.lake, record)
+
+
+def run_record(ctx: Context, run_id: str, started_at: str, results: list[StageResult]) -> dict:
+    """What ``framelake report`` needs of a run: each stage's counts, time and items done."""
+    stages = []
+    for result in results:
+        progress = ctx.progress.last(result.stage)
+        stages.append({**asdict(result), "items": progress.as_dict() if progress else None})
+    return {
+        "run_id": run_id, "started_at": started_at, "finished_at": _utc_now(),
+        "config": ctx.config.path, "engine": ctx.lake.engine, "stages": stages,
+        "table_versions": {name: ctx.lake.info(name).version for name in TABLES},
+    }
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def summary(ctx: Context, results: list[StageResult]) -> str:
@@ -48,8 +79,9 @@ def summary(ctx: Context, results: list[StageResult]) -> str:
 
 def run(ctx: Context) -> StageResult:
     """All stages, as one StageResult (for ``spark-submit jobs/pipeline.py``)."""
-    results = run_stages(ctx)
+    results, report = run_pipeline(ctx)
     print(summary(ctx, results))
+    print(f"report: {report}")
     counts = {f"{r.stage}_s": round(r.elapsed_s, 1) for r in results}
     return StageResult("pipeline", counts, sum(r.elapsed_s for r in results))
 

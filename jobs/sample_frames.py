@@ -8,7 +8,7 @@ from framelake.lake import Lake
 
 def samples_with_frames(lake: Lake):
     """``samples`` plus ``media_frames``: per media item, in order, its kind, extraction status
-    and frames (sorted by index). Text-only samples get an empty list."""
+    and frames (sorted by index, with their JPEG ``bytes``). Text-only samples get an empty list."""
     samples = lake.read("samples")
     media = samples.select("sample_id", F.posexplode("media").alias("position", "m")).select(
         "sample_id", "position", F.col("m.kind").alias("kind"), F.col("m.media_id").alias("video_id")
@@ -16,7 +16,7 @@ def samples_with_frames(lake: Lake):
     videos = lake.read("videos").select("video_id", "status")
     frames = lake.read("frames").groupBy("video_id").agg(
         F.sort_array(
-            F.collect_list(F.struct("frame_index", "timestamp_s", "uri", "width", "height"))
+            F.collect_list(F.struct("frame_index", "timestamp_s", "uri", "width", "height", "bytes"))
         ).alias("frames")
     )
     per_sample = (

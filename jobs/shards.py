@@ -1,9 +1,12 @@
 """Stage 4: training shards per model and format, a ``shards`` table and ``manifest.json``.
 
-Samples that fit a model are planned into balanced shards on the driver, then each executor
-writes whole shards (atomically: temp name, then rename or a single PUT). The manifest of a
-(model, format) is written after all of its shards, and shards of an earlier run that the new
-manifest does not list are removed.
+The samples a model keeps (``token_lengths.kept``) are assigned to shards in Spark, with no
+per-sample data on the driver: contiguous runs of the shard order (sample id, or token length
+with ``length_order: group``), balanced by samples or by bytes. Executors write whole shards,
+in every format, each atomically (temporary name, then rename or a single PUT). A (model,
+format)'s ``manifest.json`` is written after its shards, then files it does not list are
+removed. A model whose fingerprint (its settings and a digest of its input rows) is the one
+its manifests carry keeps its shards as they are.
 """
 from __future__ import annotations
 
@@ -14,159 +17,247 @@ import time
 from dataclasses import asdict
 
 import pyarrow as pa
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from framelake.config import Config
+from framelake.config import Config, ShardSettings
 from framelake.runtime import Context, StageResult, stage_main
 from framelake.storage import Storage
 from jobs.sample_frames import samples_with_frames
+from jobs.tokens import settings_fingerprint
 from udfs.schemas import SHARDS, to_spark_schema
 from udfs.selection import select_frames
 from udfs.shards import (
-    MANIFEST_NAME, HashingWriter, WebDatasetShardWriter, manifest_json, plan_shards, shard_dir,
-    shard_name, to_llava, to_minicpmv, write_json_shard,
+    MANIFEST_NAME, SHARD_EXTENSIONS, HashingWriter, WebDatasetShardWriter, manifest_json, mimicit_files, shard_dir,
+    shard_name, to_llava, to_mimicit, to_minicpmv, write_json_shard,
 )
-from udfs.token_lengths import ModelProfile
 
 JSON_FORMATTERS = {"minicpmv": to_minicpmv, "llava": to_llava}
-# One row per shard written, or per sample a format could not express (``reason`` set).
-WRITTEN = pa.schema([*SHARDS, pa.field("sample_id", pa.string()), pa.field("reason", pa.string())])
 
 
 class WriteShards:
     """mapInArrow function: rows sorted by shard, each shard written in every format."""
 
-    def __init__(self, profile: dict, formats: tuple[str, ...], storage: Storage, lake_root: str, frame_root: str):
-        self.profile = profile
-        self.formats = formats
+    def __init__(self, model: str, settings: ShardSettings, storage: Storage, lake_root: str):
+        self.model = model
+        self.settings = settings
         self.storage = storage
         self.lake_root = lake_root
-        self.frame_root = frame_root
 
     def __call__(self, batches):
-        profile = ModelProfile.from_dict(self.profile)
         rows = (row for batch in batches for row in batch.to_pylist())
         for shard_index, shard_rows in itertools.groupby(rows, key=lambda r: r["shard_index"]):
-            samples = [(row, self.frames_of(row, profile.max_frames)) for row in shard_rows]
-            out = [self.write(profile.name, fmt, shard_index, samples) for fmt in self.formats]
-            yield pa.RecordBatch.from_pylist([r for rows_ in out for r in rows_], schema=WRITTEN)
+            samples = [(row, self.frames_of(row)) for row in shard_rows]
+            written = [out for fmt in self.settings.formats for out in self.write(fmt, shard_index, samples)]
+            yield pa.RecordBatch.from_pylist(written, schema=SHARDS)
 
-    def frames_of(self, row: dict, max_frames: int) -> list[list[dict]]:
-        """The same frames the tokens stage counted, with paths relative to the frame root."""
-        selected = select_frames(row["media_frames"], max_frames)
+    def frames_of(self, row: dict) -> list[list[dict]]:
+        """The frames the tokens stage counted (same rule, same budget), paths from the frame root."""
+        selected = select_frames(row["media_frames"], row["frame_budget"])
         return [[{**f, "path": self.frame_path(f["uri"])} for f in frames] for frames in selected]
 
     def frame_path(self, uri: str) -> str:
+        if not uri.startswith(self.lake_root + "/"):
+            raise ValueError(f"frame {uri} is not under the lake {self.lake_root}")
         relative = uri[len(self.lake_root) + 1:]
-        return f"{self.frame_root.rstrip('/')}/{relative}" if self.frame_root else relative
+        root = self.settings.frame_root
+        return f"{root.rstrip('/')}/{relative}" if root else relative
 
-    def write(self, model: str, fmt: str, shard_index: int, samples: list) -> list[dict]:
-        uri = f"{self.lake_root}/shards/{shard_name(model, fmt, shard_index)}"
-        dropped, kept_tokens = [], 0
-        with self.storage.writer(uri) as raw:
-            out = HashingWriter(raw)
-            if fmt == "webdataset":
-                with WebDatasetShardWriter(out) as tar:
-                    for row, frames in samples:
-                        try:
-                            tar.write(row, frames, lambda frame: self.storage.read_bytes(frame["uri"]))
-                            kept_tokens += row["total_tokens"]
-                        except ValueError as err:
-                            dropped.append((row["sample_id"], str(err)))
-                    n_samples = tar.samples
-            else:
-                records = []
-                for row, frames in samples:
-                    try:
-                        records.append(JSON_FORMATTERS[fmt](row, frames))
-                        kept_tokens += row["total_tokens"]
-                    except ValueError as err:
-                        dropped.append((row["sample_id"], str(err)))
-                n_samples = write_json_shard(records, out)
-        written = {"model": model, "format": fmt, "shard_path": uri, "samples": n_samples,
-                   "bytes": out.bytes, "token_sum": kept_tokens, "sha256": out.sha256,
-                   "sample_id": None, "reason": None}
-        return [written] + [
-            {**dict.fromkeys(WRITTEN.names), "model": model, "format": fmt, "sample_id": sample_id,
-             "reason": f"not in {fmt} shards: {reason}"}
-            for sample_id, reason in dropped
-        ]
+    def read_frame(self, frame: dict) -> bytes:
+        return self.storage.read_bytes(frame["uri"])
+
+    def write(self, fmt: str, shard_index: int, samples: list) -> list[dict]:
+        uri = f"{self.lake_root}/shards/{shard_name(self.model, fmt, shard_index)}"
+        tokens = sum(row["total_tokens"] for row, _ in samples)
+        try:
+            if fmt == "mimicit":
+                return self.write_mimicit(uri, samples, tokens)
+            with self.storage.writer(uri) as raw:
+                out = HashingWriter(raw)
+                if fmt == "webdataset":
+                    with WebDatasetShardWriter(out) as tar:
+                        for row, frames in samples:
+                            tar.write(row, frames, self.read_frame)
+                else:
+                    write_json_shard((JSON_FORMATTERS[fmt](row, frames) for row, frames in samples), out)
+        except ValueError as err:  # the tokens stage checked every format: its table is out of date
+            raise RuntimeError(f"{uri}: {err}; token_lengths predates these samples or frames, "
+                               "run the tokens stage again") from err
+        return [self.shard_row(fmt, uri, len(samples), out, tokens)]
+
+    def write_mimicit(self, stem: str, samples: list, tokens: int) -> list[dict]:
+        """Otter's triple; its instructions file (the first) carries the sample and token counts."""
+        artifacts = to_mimicit(samples, self.settings.mimicit_task, self.read_frame)
+        if artifacts.dropped:
+            raise ValueError("; ".join(f"{sample_id}: {reason}" for sample_id, reason in artifacts.dropped))
+        rows = []
+        for position, (uri, content) in enumerate(mimicit_files(artifacts, stem)):
+            with self.storage.writer(uri) as raw:
+                out = HashingWriter(raw)
+                out.write(content)
+            counted = position == 0
+            rows.append(self.shard_row("mimicit", uri, len(samples) if counted else 0, out, tokens if counted else 0))
+        return rows
+
+    def shard_row(self, fmt: str, uri: str, samples: int, out: HashingWriter, tokens: int) -> dict:
+        return {"model": self.model, "format": fmt, "shard_path": uri, "samples": samples, "bytes": out.bytes,
+                "token_sum": tokens, "sha256": out.sha256}
 
 
-def config_fingerprint(config: Config) -> str:
-    settings = {"frames": asdict(config.frames), "models": config.models, "shards": asdict(config.shards)}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def assign_shards(kept: DataFrame, settings: ShardSettings) -> DataFrame:
+    """``(sample_id, shard_index)`` for ``kept`` rows (``sample_id``, ``total_tokens``,
+    ``payload_bytes``): consecutive runs of the shard order, numbered from 0 without gaps.
+
+    With ``n = max(1, ceil(total weight / target))`` shards, a sample goes to shard
+    ``floor(n * (2 * before + weight) / (2 * total))``, where ``before`` is the weight ahead of
+    it: its weight's midpoint picks the shard, so shards differ by at most one sample (samples)
+    or exceed ``total / n`` by less than one sample (bytes). ``before`` is a prefix sum computed
+    per bucket of the order (the first id characters, or the token length), plus the weights of
+    earlier buckets: only bucket totals (at most a few thousand rows) meet in one partition.
+    """
+    grouped = settings.length_order == "group"
+    by_bytes = settings.balance == "bytes"
+    order = ["total_tokens", "sample_id"] if grouped else ["sample_id"]
+    target = settings.bytes_per_shard if by_bytes else settings.samples_per_shard
+    items = kept.select(
+        "sample_id",
+        *order[:-1],
+        (F.col("total_tokens") if grouped else F.substring("sample_id", 1, 3)).alias("bucket"),
+        (F.col("payload_bytes") if by_bytes else F.lit(1)).cast("long").alias("weight"),
+    )
+    buckets = items.groupBy("bucket").agg(F.sum("weight").alias("bucket_weight"))
+    total = buckets.agg(F.sum("bucket_weight")).first()[0]
+    if not total:
+        return items.select("sample_id", F.lit(0).alias("shard_index")).limit(0)
+    count = max(1, -(-total // target))
+    earlier = Window.orderBy("bucket").rowsBetween(Window.unboundedPreceding, -1)
+    offsets = buckets.select("bucket", F.coalesce(F.sum("bucket_weight").over(earlier), F.lit(0)).alias("offset"))
+    ahead = Window.partitionBy("bucket").orderBy(*order).rowsBetween(Window.unboundedPreceding, -1)
+    assigned = (
+        items.join(F.broadcast(offsets), "bucket")
+        .withColumn("before", F.col("offset") + F.coalesce(F.sum("weight").over(ahead), F.lit(0)))
+        .select("sample_id", F.least(F.lit(count - 1), F.expr(f"({count} * (2 * before + weight)) div {2 * total}"))
+                .alias("planned"))
+    )
+    # A sample heavier than a shard leaves planned shards empty: number the used ones densely.
+    used = assigned.select("planned").distinct().withColumn(
+        "shard_index", (F.row_number().over(Window.orderBy("planned")) - 1).cast("int")
+    )
+    return assigned.join(F.broadcast(used), "planned").select("sample_id", "shard_index")
+
+
+def rows_digest(rows: DataFrame) -> list:
+    """Row count and XOR of row hashes: any changed, added or removed row changes it."""
+    digest = rows.agg(F.count(F.lit(1)), F.bit_xor(F.xxhash64(*rows.columns))).first()
+    return [digest[0], digest[1]]
+
+
+def shard_fingerprint(config: Config, profile: dict, rows: DataFrame) -> str:
+    settings = {"model": profile, "shards": asdict(config.shards), "rows": rows_digest(rows)}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_token_lengths(ctx: Context, lengths: DataFrame) -> None:
+    """Refuse to shard from ``token_lengths`` rows made for other samples or settings."""
+    samples = ctx.lake.read("samples").count()
+    made = {(r["model"], r["settings"]): r["count"] for r in lengths.groupBy("model", "settings").count().collect()}
+    for profile in ctx.config.models:
+        name, expected = profile["name"], settings_fingerprint(ctx.config, profile)
+        rows = {settings: count for (model, settings), count in made.items() if model == name}
+        if rows != ({expected: samples} if samples else {}):
+            raise RuntimeError(
+                f"token_lengths of model {name!r} was not made from the current samples and settings "
+                f"({sum(rows.values())} rows for {samples} samples); run the tokens stage first"
+            )
+
+
+def previous_rows(ctx: Context, model: str, formats: tuple[str, ...], fingerprint: str) -> list[dict] | None:
+    """The shard rows of an earlier emit of ``model`` with this fingerprint whose files are all
+    there, or None when it must be written."""
+    rows = []
+    for fmt in formats:
+        folder = ctx.lake.uri("shards", shard_dir(model, fmt))
+        manifest_uri = f"{folder}/{MANIFEST_NAME}"
+        if not ctx.storage.exists(manifest_uri):
+            return None
+        manifest = json.loads(ctx.storage.read_bytes(manifest_uri))
+        present = set(ctx.storage.list(folder))
+        if manifest["config_fingerprint"] != fingerprint or any(r["shard_path"] not in present for r in manifest["shards"]):
+            return None
+        rows += manifest["shards"]
+    return rows
+
+
+def write_shards(ctx: Context, model: str, rows: DataFrame, kept: DataFrame) -> list[dict]:
+    settings = ctx.config.shards
+    assignment = assign_shards(kept, settings).persist()
+    try:
+        last = assignment.agg(F.max("shard_index")).first()[0]
+        if last is None:
+            return []
+        order = ["sample_id"] if settings.length_order == "none" else ["total_tokens", "sample_id"]
+        written = (
+            rows.join(assignment, "sample_id")
+            .repartition(min(last + 1, 64), "shard_index")
+            .sortWithinPartitions("shard_index", *order)
+            .mapInArrow(WriteShards(model, settings, ctx.storage, ctx.lake.root), to_spark_schema(SHARDS))
+            .collect()
+        )
+    finally:
+        assignment.unpersist()
+    return [row.asDict() for row in written]
+
+
+def publish(ctx: Context, model: str, written: list[dict], fingerprint: str) -> None:
+    """Per format, ``manifest.json`` after its shards, then the files it does not list removed.
+    Formats no longer configured lose their manifest first, then their files."""
+    for fmt in SHARD_EXTENSIONS:
+        folder = ctx.lake.uri("shards", shard_dir(model, fmt))
+        manifest_uri = f"{folder}/{MANIFEST_NAME}"
+        if fmt in ctx.config.shards.formats:
+            group = [r for r in written if r["format"] == fmt]
+            text = manifest_json(group, model=model, fmt=fmt, config_fingerprint=fingerprint)
+            ctx.storage.write_bytes(manifest_uri, text.encode("utf-8"))
+            current = {r["shard_path"] for r in group} | {manifest_uri}
+        else:
+            ctx.storage.delete(manifest_uri)
+            current = set()
+        for stale in ctx.storage.list(folder):
+            if stale not in current:
+                ctx.storage.delete(stale)
 
 
 def run(ctx: Context) -> StageResult:
     started = time.time()
     config = ctx.config
     lengths = ctx.lake.read("token_lengths")
+    check_token_lengths(ctx, lengths)
     inputs = samples_with_frames(ctx.lake).select(
         "sample_id", "source", "media_type", "media", "conversations", "in_context", "media_frames"
     ).persist()
-    written, dropped = [], []
+    shard_rows, rewritten = [], []
+    ctx.progress.total(len(config.models), "models")
     try:
-        for profile_dict, profile in zip(config.models, config.model_profiles()):
-            fitting = lengths.where((F.col("model") == profile.name) & F.col("fits"))
-            order = fitting.select("sample_id", "total_tokens").orderBy("sample_id").collect()
-            if not order:
-                continue
-            plan = plan_shards([(row["sample_id"], 1) for row in order], config.shards.samples_per_shard)
-            assignment = ctx.spark.createDataFrame(
-                [(sample_id, index) for index, shard in enumerate(plan) for sample_id in shard],
-                "sample_id string, shard_index int",
+        for profile in config.models:
+            model = profile["name"]
+            kept = lengths.where((F.col("model") == model) & F.col("kept")).select(
+                "sample_id", "total_tokens", "frame_budget", "payload_bytes"
             )
-            rows = (
-                inputs.join(assignment, "sample_id")
-                .join(fitting.select("sample_id", "total_tokens"), "sample_id")
-                .repartition(min(len(plan), 64), "shard_index")
-                .sortWithinPartitions("shard_index", "sample_id")
-                .mapInArrow(
-                    WriteShards(profile_dict, config.shards.formats, ctx.storage, ctx.lake.root, config.shards.frame_root),
-                    to_spark_schema(WRITTEN),
-                )
-                .collect()
-            )
-            for row in rows:
-                (dropped if row["reason"] else written).append(row.asDict())
-        shard_rows = [{k: row[k] for k in SHARDS.names} for row in written]
-        write_manifests(ctx, shard_rows, config_fingerprint(config))
+            rows = inputs.join(kept, "sample_id")
+            fingerprint = shard_fingerprint(config, profile, rows)
+            model_rows = previous_rows(ctx, model, config.shards.formats, fingerprint)
+            if model_rows is None:
+                model_rows = write_shards(ctx, model, rows, kept)
+                publish(ctx, model, model_rows, fingerprint)
+                rewritten.append(model)
+            shard_rows += model_rows
+            ctx.progress.advance(1)
         ctx.lake.write("shards", ctx.spark.createDataFrame(shard_rows, to_spark_schema(SHARDS)))
-        if dropped:
-            record_drops(ctx, dropped)
     finally:
         inputs.unpersist()
-    counts = {"shards": len(written), "samples": sum(r["samples"] for r in written), "dropped": len(dropped)}
-    return StageResult("shards", counts, time.time() - started)
-
-
-def write_manifests(ctx: Context, shard_rows: list[dict], fingerprint: str) -> None:
-    """``manifest.json`` per (model, format), written after its shards; stale shards removed."""
-    for (model, fmt), group in itertools.groupby(
-        sorted(shard_rows, key=lambda r: (r["model"], r["format"], r["shard_path"])),
-        key=lambda r: (r["model"], r["format"]),
-    ):
-        group = list(group)
-        folder = ctx.lake.uri("shards", shard_dir(model, fmt))
-        text = manifest_json(group, model=model, fmt=fmt, config_fingerprint=fingerprint)
-        ctx.storage.write_bytes(f"{folder}/{MANIFEST_NAME}", text.encode("utf-8"))
-        current = {r["shard_path"] for r in group} | {f"{folder}/{MANIFEST_NAME}"}
-        for stale in ctx.storage.list(folder):
-            if stale not in current:
-                ctx.storage.delete(stale)
-
-
-def record_drops(ctx: Context, dropped: list[dict]) -> None:
-    """Give samples a format could not express their reason in ``token_lengths``."""
-    reasons = ctx.spark.createDataFrame(
-        [(r["sample_id"], r["model"], r["reason"]) for r in dropped], "sample_id string, model string, drop string"
-    ).groupBy("sample_id", "model").agg(F.concat_ws("; ", F.collect_list("drop")).alias("drop"))
-    lengths = ctx.lake.read("token_lengths").join(reasons, ["sample_id", "model"], "left")
-    ctx.lake.write(
-        "token_lengths",
-        lengths.withColumn("reason", F.coalesce("reason", "drop")).drop("drop"),
-    )
+    counts = {"shards": len(shard_rows), "samples": sum(r["samples"] for r in shard_rows),
+              "models_rewritten": len(rewritten), "models_unchanged": len(config.models) - len(rewritten)}
+    return StageResult("shards", counts, time.time() - started, details={"rewritten": rewritten})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 from PIL import Image
@@ -19,8 +18,9 @@ from udfs.shards import (
     MINICPMV_TAG,
     WebDatasetShardWriter,
     atomic_file,
+    format_problem,
     manifest_json,
-    plan_shards,
+    mimicit_files,
     shard_name,
     to_llava,
     to_mimicit,
@@ -161,16 +161,14 @@ def test_llava_rejects_two_videos() -> None:
         to_llava(sample, [[frame_row("a.jpg")], [frame_row("b.jpg")]])
 
 
-def write_webdataset(root: Path, directory: Path, samples: list[SampleWithFrames], target: int) -> list[dict]:
-    """Plan and write tar shards as the job does; returns their manifest rows."""
-    by_id = {sample["sample_id"]: (sample, frames) for sample, frames in samples}
-    plan = plan_shards([(key, 1) for key in by_id], target, by="samples")
+def write_webdataset(root: Path, directory: Path, samples: list[SampleWithFrames], per_shard: int) -> list[dict]:
+    """Write tar shards of ``per_shard`` consecutive samples; returns their manifest rows."""
     rows = []
-    for index, keys in enumerate(plan):
-        name = shard_name("minicpmv-2.6", "webdataset", index)
+    for index in range(0, len(samples), per_shard):
+        name = shard_name("minicpmv-2.6", "webdataset", index // per_shard)
         with atomic_file(str(directory), name) as out, WebDatasetShardWriter(out) as writer:
-            for key in keys:
-                writer.write(*by_id[key], reader_under(root))
+            for sample, frames in samples[index:index + per_shard]:
+                writer.write(sample, frames, reader_under(root))
         rows.append({"model": "minicpmv-2.6", "format": "webdataset", "shard_path": name, "samples": writer.samples,
                      "bytes": out.bytes, "token_sum": 0, "sha256": out.sha256})
     return rows
@@ -178,8 +176,8 @@ def write_webdataset(root: Path, directory: Path, samples: list[SampleWithFrames
 
 def test_webdataset_shards_read_back_with_webdataset(tmp_path: Path) -> None:
     samples = [video_sample(tmp_path, f"clip{i}", n_frames=2 + i, size=(40 + i * 8, 30)) for i in range(5)]
-    rows = write_webdataset(tmp_path, tmp_path / "out", samples, target=2)
-    assert [row["samples"] for row in rows] == [2, 1, 2]
+    rows = write_webdataset(tmp_path, tmp_path / "out", samples, per_shard=2)
+    assert [row["samples"] for row in rows] == [2, 2, 1]
 
     expected = {sample["sample_id"]: (sample, frames) for sample, frames in samples}
     seen = []
@@ -203,8 +201,8 @@ def test_webdataset_shards_read_back_with_webdataset(tmp_path: Path) -> None:
 
 def test_same_samples_give_byte_identical_shards(tmp_path: Path) -> None:
     samples = [video_sample(tmp_path, f"clip{i}", n_frames=3) for i in range(3)]
-    first = write_webdataset(tmp_path, tmp_path / "a", samples, target=10)
-    second = write_webdataset(tmp_path, tmp_path / "b", samples, target=10)
+    first = write_webdataset(tmp_path, tmp_path / "a", samples, per_shard=10)
+    second = write_webdataset(tmp_path, tmp_path / "b", samples, per_shard=10)
     assert first == second
 
     records = [to_minicpmv(sample, frames) for sample, frames in samples]
@@ -237,32 +235,10 @@ def test_atomic_file_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_plan_shards_by_samples_is_balanced_and_keeps_order() -> None:
-    items = [(f"s{i}", 0) for i in range(10)]
-    plan = plan_shards(items, 4, by="samples")
-    assert [len(shard) for shard in plan] == [3, 4, 3]
-    assert [key for shard in plan for key in shard] == [key for key, _ in items]
-    assert plan_shards(items, 10) == [[key for key, _ in items]]
-    assert plan_shards([], 4) == []
-
-
-def test_plan_shards_by_bytes_targets_the_byte_size() -> None:
-    sizes = [(7 * i) % 23 + 1 for i in range(200)]
-    items = [(f"s{i}", size) for i, size in enumerate(sizes)]
-    target = 250
-    plan = plan_shards(items, target, by="bytes")
-    size_of = dict(items)
-    totals = [sum(size_of[key] for key in shard) for shard in plan]
-    assert len(plan) == -(-sum(sizes) // target)
-    assert max(totals) - min(totals) <= 2 * max(sizes)
-    assert all(total <= target + max(sizes) for total in totals)
-    assert [key for shard in plan for key in shard] == [key for key, _ in items]
-    assert plan_shards(items, target, by="bytes") == plan
-
-
 def test_shard_names_and_manifest_are_deterministic() -> None:
     assert shard_name("idefics3", "llava", 3) == "idefics3/llava/shard-00003.json"
     assert shard_name("idefics3", "webdataset", 0).endswith("/shard-00000.tar")
+    assert shard_name("idefics3", "mimicit", 12) == "idefics3/mimicit/shard-00012"  # the stem of Otter's triple
     # Keys deliberately out of schema order: the manifest puts them back in order.
     rows = [
         {"sha256": "b", "token_sum": 5, "bytes": 20, "samples": 2, "shard_path": "m/llava/shard-00001.json",
@@ -302,10 +278,28 @@ def test_mimicit_triple_ids_line_up_and_images_decode(tmp_path: Path) -> None:
     assert data[example_id]["instruction"] == "Who rides?"
     assert all(ref in data for refs in artifacts.train.values() for ref in refs)
 
-    pq.write_table(artifacts.images, tmp_path / artifacts.images_name)
-    images = pd.read_parquet(tmp_path / artifacts.images_name)  # as Otter loads it
+    files = mimicit_files(artifacts, "DC")
+    assert [name for name, _ in files] == ["DC_instructions.json", "DC_train.json", "DC.parquet"]
+    for name, content in files:
+        (tmp_path / name).write_bytes(content)
+    assert json.loads((tmp_path / "DC_instructions.json").read_text(encoding="utf-8")) == artifacts.instructions
+    assert json.loads((tmp_path / "DC_train.json").read_text(encoding="utf-8")) == artifacts.train
+    images = pd.read_parquet(tmp_path / "DC.parquet")  # as Otter loads it
     assert sorted(images.index) == sorted(data[query_id]["image_ids"])  # frames shared by both samples, stored once
     for image_id, frame in zip(data[query_id]["image_ids"], frames[0]):
         jpeg = base64.urlsafe_b64decode(images.loc[image_id]["base64"])
         assert jpeg == (tmp_path / frame["path"]).read_bytes()
         assert Image.open(io.BytesIO(jpeg)).size == (48, 32)
+
+
+def test_format_problem_names_the_first_format_that_refuses() -> None:
+    videos = [make_media("video", "s3://a.mp4"), make_media("video", "s3://b.mp4")]
+    two_videos = build_sample("two", videos, MEDIA_TOKEN * 2)
+    frames = [[frame_row("a.jpg")], [frame_row("b.jpg")]]
+    assert format_problem(two_videos, frames, ["minicpmv", "webdataset", "mimicit"]) is None
+    assert format_problem(two_videos, frames, ["minicpmv", "llava"]) == (
+        "not expressible as llava: LLaVA records hold one video; sample has several")
+    assert format_problem(two_videos, frames[:1], ["webdataset"]) == (
+        "not expressible as webdataset: 1 frame lists for 2 media items")
+    no_answer = {**two_videos, "conversations": [turn("user", MEDIA_TOKEN * 2)]}
+    assert format_problem(no_answer, frames, ["mimicit"]) == "not expressible as mimicit: conversation has no assistant turn"

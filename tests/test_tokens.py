@@ -12,7 +12,7 @@ import pytest
 
 from udfs import tokenizers
 from udfs.token_lengths import ModelProfile, ProfileError, load_profile, render_text, t2vid_text, token_lengths
-from udfs.tokenizers import TokenizerError, load_tokenizer
+from udfs.tokenizers import CHAT_TEMPLATES, TokenizerError, load_counter, load_tokenizer
 from udfs.visual_tokens import (
     idefics3_grid,
     idefics3_tokens,
@@ -374,9 +374,14 @@ def sample(sample_id: str, frame_sizes: list, media_kind: str = "video", convers
 @pytest.mark.parametrize("name", PROFILES)
 def test_text_counts_equal_the_tokenizer_called_directly(name):
     prof = profile(name)
-    tok = load_tokenizer(prof.tokenizer)
-    [row] = token_lengths(prof, tok, [sample("s1", [(448, 448)] * 4)])
-    text = render_text(CONVERSATION, prof, tok)
+    counter = load_counter(prof.tokenizer)
+    tok = counter.tokenizer
+    [row] = token_lengths(prof, counter, [sample("s1", [(448, 448)] * 4)])
+    text = render_text(CONVERSATION, prof, counter)
+    assert text == tok.apply_chat_template(
+        [{"role": t["role"], "content": t["content"].replace("<media>", "")} for t in CONVERSATION],
+        chat_template=CHAT_TEMPLATES[prof.chat_template] if prof.chat_template else None, tokenize=False,
+    )
     assert "<media>" not in text and "What does the cat do?" in text
     assert row["text_tokens"] == len(tok.encode(text, add_special_tokens=False))
     # T2Vid: "\n".join(turns), with the tokenizer's BOS (Llama 3 has one, Qwen2 none).
@@ -392,17 +397,15 @@ def test_text_counts_equal_the_tokenizer_called_directly(name):
 def test_llama3_chat_text_count_by_hand():
     # <|begin_of_text|> | <|start_header_id|> user <|end_header_id|> "\n\n" | Hi <|eot_id|> = 7 tokens.
     prof = profile("minicpm-llama3-v2_5")
-    tok = load_tokenizer("llama3")
-    [row] = token_lengths(prof, tok, [sample("s", [], "text", [{"role": "user", "content": "Hi"}])])
+    [row] = token_lengths(prof, load_counter("llama3"), [sample("s", [], "text", [{"role": "user", "content": "Hi"}])])
     assert row["text_tokens"] == 7 and row["visual_tokens"] == 0 and row["total_tokens"] == 7
 
 
 def test_token_lengths_reasons():
     prof = profile("minicpm-llama3-v2_5")
-    tok = load_tokenizer("llama3")
     rows = token_lengths(
         prof,
-        tok,
+        load_counter("llama3"),
         [
             sample("over", [(448, 448)] * 90),  # 90 * 98 + 89 = 8909 visual alone > 8192
             sample("text", [], "text"),
@@ -421,7 +424,7 @@ def test_token_lengths_reasons():
     assert by_id["toomany"]["reason"] == "91 frames > max_frames 90"
     assert by_id["thin"]["visual_tokens"] == 98  # MiniCPM resizes any aspect ratio
     qwen = profile("qwen2-vl")
-    [thin] = token_lengths(qwen, load_tokenizer("qwen2"), [sample("thin", [(10000, 10)], "image")])
+    [thin] = token_lengths(qwen, load_counter("qwen2"), [sample("thin", [(10000, 10)], "image")])
     assert not thin["fits"] and "aspect ratio" in thin["reason"] and thin["total_tokens"] is None
 
 
@@ -431,6 +434,6 @@ def test_token_lengths_rows_match_the_schema():
     from udfs.schemas import TOKEN_LENGTHS
 
     prof = profile("idefics3-8b-llama3")
-    rows = token_lengths(prof, load_tokenizer("idefics3"), [sample("a", [(640, 360)] * 3), sample("b", [], "text")])
+    rows = token_lengths(prof, load_counter("idefics3"), [sample("a", [(640, 360)] * 3), sample("b", [], "text")])
     table = pa.Table.from_pylist(rows, schema=TOKEN_LENGTHS)
     assert table.column("visual_tokens").to_pylist() == [3 * 172, 0]

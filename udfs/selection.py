@@ -1,6 +1,8 @@
-"""Which frames of a sample a model sees, given its ``max_frames`` budget.
+"""Which frames of a sample a model sees, given a frame budget: the model's ``max_frames``, or
+less when the tokens stage subsampled the sample to fit ``max_tokens``.
 
-Tokens and shards both call ``select_frames``, so the frames counted are the frames emitted.
+Tokens and shards both call ``select_frames`` with the budget recorded in ``token_lengths``
+(``frame_budget``), so the frames counted are the frames emitted.
 """
 from __future__ import annotations
 

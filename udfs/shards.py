@@ -1,4 +1,4 @@
-"""Trainer-ready records and shard files: formatters, writers, shard plans and manifests.
+"""Trainer-ready records and shard files: formatters, format checks, writers, names and manifests.
 
 Pure Python: callers pass canonical samples (``udfs.sample``), the frames chosen for each media
 item, file objects, and (where pixels are embedded) a ``read_frame`` callable. Nothing here
@@ -7,7 +7,8 @@ touches Spark or object storage.
 ``frames`` is always aligned with ``sample["media"]``: one ordered list per media item of frame
 dicts ``{frame_index, timestamp_s, path, width, height}``, ``path`` relative to the frames root.
 A still image (kind ``image``) is one frame. Formatters raise ``ValueError`` with a reason when
-a sample cannot be expressed in the target format; callers turn that into a dropped sample.
+a sample cannot be expressed in the target format; ``format_problem`` turns that into the reason
+the tokens stage drops the sample for.
 """
 from __future__ import annotations
 
@@ -15,17 +16,17 @@ import base64
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import tarfile
 import tempfile
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Literal, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from udfs.sample import MEDIA_TOKEN, stable_hash
 from udfs.schemas import SHARDS
@@ -33,7 +34,8 @@ from udfs.schemas import SHARDS
 Frames = Sequence[Sequence[dict]]
 ReadFrame = Callable[[dict], bytes]
 
-SHARD_EXTENSIONS = {"minicpmv": "json", "llava": "json", "webdataset": "tar"}
+# A mimicit shard is Otter's triple named after the shard: shard-00000_instructions.json, ...
+SHARD_EXTENSIONS = {"minicpmv": "json", "llava": "json", "webdataset": "tar", "mimicit": ""}
 MANIFEST_NAME = "manifest.json"
 # What the webdataset json keeps of each media reference and frame.
 MEDIA_FIELDS = ("media_id", "kind", "uri", "start_s", "end_s")
@@ -224,6 +226,13 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
+def check_webdataset(sample: dict, frames: Frames) -> None:
+    """Raises ``ValueError`` if the sample cannot be a webdataset key with its frames."""
+    if not _SAFE_KEY.fullmatch(sample["sample_id"]):
+        raise ValueError(f"sample id {sample['sample_id']!r} is not a webdataset key (letters, digits, _ and - only)")
+    _check_frames(sample, frames)
+
+
 class WebDatasetShardWriter:
     """A deterministic tar shard readable by ``webdataset.WebDataset(url).decode("pil")``.
 
@@ -253,11 +262,9 @@ class WebDatasetShardWriter:
     def write(self, sample: dict, frames: Frames, read_frame: ReadFrame) -> None:
         """Add one sample; raises ``ValueError`` (shard left intact) if it cannot be stored."""
         key = sample["sample_id"]
-        if not _SAFE_KEY.fullmatch(key):
-            raise ValueError(f"sample id {key!r} is not a webdataset key (letters, digits, _ and - only)")
+        check_webdataset(sample, frames)
         if key in self._keys:
             raise ValueError(f"sample id {key!r} written twice to one shard")
-        _check_frames(sample, frames)
         width = max(3, len(str(sum(map(len, frames)) - 1)))
         members: dict[str, bytes] = {}
         media = []
@@ -301,43 +308,8 @@ class WebDatasetShardWriter:
 
 
 # ---------------------------------------------------------------------------------------------
-# Shard plans, names and manifests
+# Shard names and manifests
 # ---------------------------------------------------------------------------------------------
-
-
-def plan_shards(
-    items: Sequence[tuple[str, int]], target: int, by: Literal["samples", "bytes"] = "samples"
-) -> list[list[str]]:
-    """Consecutive runs of sample ids, one per shard, in input order.
-
-    ``by="samples"``: ceil(n / target) shards whose sizes differ by at most one (each <= target).
-    ``by="bytes"``: ceil(total / target) shards of about ``target`` bytes each; an item goes to the
-    shard its byte midpoint falls in, so a shard exceeds ``total / shards`` by less than one item.
-    Order is kept so that a caller may pre-sort (e.g. by token length) for length-grouped batches.
-    """
-    if target < 1:
-        raise ValueError(f"shard target must be >= 1, got {target}")
-    if by == "samples":
-        weights = [1] * len(items)
-    elif by == "bytes":
-        weights = [size for _, size in items]
-        if any(size < 0 for size in weights):
-            raise ValueError("sample sizes must be >= 0")
-    else:
-        raise ValueError(f"plan shards by 'samples' or 'bytes', not {by!r}")
-    ids = [sample for sample, _ in items]
-    if len(set(ids)) != len(ids):
-        raise ValueError("duplicate sample ids")
-    total = sum(weights)
-    count = max(1, math.ceil(total / target))
-    shards: list[list[str]] = [[] for _ in range(count)]
-    before = 0
-    for sample, weight in zip(ids, weights):
-        # Integer form of floor(count * midpoint / total); all-zero sizes go to the first shard.
-        index = min(count - 1, count * (2 * before + weight) // (2 * total)) if total else 0
-        shards[index].append(sample)
-        before += weight
-    return [shard for shard in shards if shard]
 
 
 def shard_dir(model: str, fmt: str) -> str:
@@ -350,8 +322,10 @@ def shard_dir(model: str, fmt: str) -> str:
 
 
 def shard_name(model: str, fmt: str, index: int) -> str:
-    """``<model>/<fmt>/shard-00000.json`` (``.tar`` for webdataset), relative to the output root."""
-    return f"{shard_dir(model, fmt)}/shard-{index:05d}.{SHARD_EXTENSIONS[fmt]}"
+    """``<model>/<fmt>/shard-00000.json`` (``.tar`` for webdataset; for mimicit the stem of
+    its three files), relative to the output root."""
+    extension = SHARD_EXTENSIONS[fmt]
+    return f"{shard_dir(model, fmt)}/shard-{index:05d}{'.' + extension if extension else ''}"
 
 
 def manifest_json(rows: Sequence[dict], *, model: str, fmt: str, config_fingerprint: str) -> str:
@@ -392,17 +366,17 @@ class MimicItArtifacts:
     images: pa.Table  # XX.parquet: index image_id, column base64
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (sample_id, reason)
 
-    @property
-    def instructions_name(self) -> str:
-        return f"{self.task}_instructions.json"
 
-    @property
-    def train_name(self) -> str:
-        return f"{self.task}_train.json"
-
-    @property
-    def images_name(self) -> str:
-        return f"{self.task}.parquet"
+def mimicit_files(artifacts: MimicItArtifacts, stem: str) -> list[tuple[str, bytes]]:
+    """(name, content) of Otter's triple named after ``stem`` (Otter's ``XX``, a path prefix
+    works too): ``XX_instructions.json`` first, then ``XX_train.json`` and ``XX.parquet``."""
+    images = pa.BufferOutputStream()
+    pq.write_table(artifacts.images, images)
+    return [
+        (f"{stem}_instructions.json", _dumps(artifacts.instructions).encode("utf-8")),
+        (f"{stem}_train.json", _dumps(artifacts.train).encode("utf-8")),
+        (f"{stem}.parquet", images.getvalue().to_pybytes()),
+    ]
 
 
 def to_mimicit(
@@ -479,3 +453,31 @@ def _first_exchange(conversations: Sequence[dict]) -> tuple[str, str]:
         raise ValueError("conversation has no assistant turn")
     instruction = "\n".join(part for part in (system_text, _without_placeholders(turns[0]["content"])) if part)
     return instruction, answer
+
+
+# ---------------------------------------------------------------------------------------------
+# Which formats can hold a sample
+# ---------------------------------------------------------------------------------------------
+
+# Each check raises ValueError where the format's writer would. MIMIC-IT's task name only
+# prefixes ids, so any valid one serves for the check.
+FORMAT_CHECKS: dict[str, Callable[[dict, Frames], Any]] = {
+    "minicpmv": to_minicpmv,
+    "llava": to_llava,
+    "webdataset": check_webdataset,
+    "mimicit": lambda sample, frames: _mimicit_entries(sample, frames, "CHECK"),
+}
+
+
+def format_problem(sample: dict, frames: Frames, formats: Iterable[str]) -> str | None:
+    """Why the first of ``formats`` that cannot express ``sample`` refuses it, or None.
+
+    The tokens stage drops such a sample for the model, so every format of a model holds the
+    same samples and no writer meets a sample it cannot write.
+    """
+    for fmt in formats:
+        try:
+            FORMAT_CHECKS[fmt](sample, frames)
+        except ValueError as err:
+            return f"not expressible as {fmt}: {err}"
+    return None

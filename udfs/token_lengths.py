@@ -20,7 +20,7 @@ import yaml
 from jinja2 import TemplateError
 
 from udfs.sample import MEDIA_TOKEN
-from udfs.tokenizers import CHAT_TEMPLATES
+from udfs.tokenizers import CHAT_TEMPLATES, TokenCounter
 from udfs.visual_tokens import IMAGE_KINDS, VIDEO_KINDS, validate_visual, visual_tokens
 
 _REQUIRED = ("name", "tokenizer", "visual", "max_frames", "max_tokens", "t2vid_k")
@@ -113,14 +113,14 @@ def _messages(conversations: Sequence[Mapping[str, Any]]) -> list[dict[str, str]
     return [{"role": turn["role"], "content": turn["content"].replace(MEDIA_TOKEN, "")} for turn in conversations]
 
 
-def render_text(conversations: Sequence[Mapping[str, Any]], profile: ModelProfile, tokenizer: Any) -> str:
+def render_text(conversations: Sequence[Mapping[str, Any]], profile: ModelProfile, counter: TokenCounter) -> str:
     """The conversation as the model's chat template writes it, media placeholders deleted."""
-    template = CHAT_TEMPLATES[profile.chat_template] if profile.chat_template else tokenizer.chat_template
+    template = CHAT_TEMPLATES[profile.chat_template] if profile.chat_template else counter.tokenizer.chat_template
     if template is None:
         raise ProfileError(
             f"chat_template: profile {profile.name!r} names none and tokenizer {profile.tokenizer!r} has none"
         )
-    return tokenizer.apply_chat_template(_messages(conversations), chat_template=template, tokenize=False)
+    return counter.render_chat(_messages(conversations), template)
 
 
 def t2vid_text(conversations: Sequence[Mapping[str, Any]]) -> str:
@@ -128,14 +128,7 @@ def t2vid_text(conversations: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(turn["content"] for turn in conversations)
 
 
-def _token_counts(tokenizer: Any, texts: list[str], add_special_tokens: bool) -> list[int]:
-    if not texts:
-        return []
-    encoded = tokenizer(texts, add_special_tokens=add_special_tokens, return_attention_mask=False)
-    return [len(ids) for ids in encoded["input_ids"]]
-
-
-def token_lengths(profile: ModelProfile, tokenizer: Any, batch: Sequence[Mapping[str, Any]]) -> list[dict]:
+def token_lengths(profile: ModelProfile, counter: TokenCounter, batch: Sequence[Mapping[str, Any]]) -> list[dict]:
     """One ``TOKEN_LENGTHS`` row per sample of ``batch``.
 
     Each sample has ``sample_id``, ``conversations``, ``frame_sizes`` ((width, height) of the
@@ -146,13 +139,13 @@ def token_lengths(profile: ModelProfile, tokenizer: Any, batch: Sequence[Mapping
     rendered, template_problems = [], []
     for sample in batch:
         try:
-            rendered.append(render_text(sample["conversations"], profile, tokenizer))
+            rendered.append(render_text(sample["conversations"], profile, counter))
             template_problems.append(None)
         except TemplateError as err:  # e.g. a tokenizer's own template that rejects the role order
             rendered.append("")
             template_problems.append(f"chat template failed: {err}")
-    text_counts = _token_counts(tokenizer, rendered, add_special_tokens=False)
-    t2vid_counts = _token_counts(tokenizer, [t2vid_text(s["conversations"]) for s in batch], add_special_tokens=True)
+    text_counts = counter.count(rendered, add_special_tokens=False)
+    t2vid_counts = counter.count([t2vid_text(s["conversations"]) for s in batch], add_special_tokens=True)
 
     rows = []
     counted = zip(batch, text_counts, t2vid_counts, template_problems)
@@ -160,7 +153,7 @@ def token_lengths(profile: ModelProfile, tokenizer: Any, batch: Sequence[Mapping
         frame_sizes = list(sample.get("frame_sizes") or [])
         n_frames = len(frame_sizes)
         text = None if template_problem else text_tokens
-        visual, visual_problem = _visual(profile, frame_sizes, sample.get("media_kind"))
+        visual, visual_problem = visual_cost(profile, frame_sizes, sample.get("media_kind"))
         problem = template_problem or visual_problem
         if problem is None and n_frames > profile.max_frames:
             problem = f"{n_frames} frames > max_frames {profile.max_frames}"
@@ -183,7 +176,7 @@ def token_lengths(profile: ModelProfile, tokenizer: Any, batch: Sequence[Mapping
     return rows
 
 
-def _visual(profile: ModelProfile, frame_sizes: list, media_kind: str | None) -> tuple[int | None, str | None]:
+def visual_cost(profile: ModelProfile, frame_sizes: list, media_kind: str | None) -> tuple[int | None, str | None]:
     """Visual tokens of a sample and, when the sample cannot be used as is, why (None: uncountable)."""
     if media_kind in (None, "text"):
         if frame_sizes:

@@ -22,7 +22,7 @@ import os
 import socket
 import tempfile
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -32,6 +32,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 from tokenizers import Tokenizer, normalizers, processors  # noqa: E402
 from transformers import AutoTokenizer, PreTrainedTokenizerFast  # noqa: E402
 from transformers.convert_slow_tokenizer import TikTokenConverter  # noqa: E402
+
+from udfs.chat_template import SkeletonRenderer  # noqa: E402
 
 # Bump when the conversion itself changes, so stale cached files are not reused.
 CONVERSION_VERSION = 1
@@ -336,6 +338,16 @@ class TokenCounter:
     encoding: object | None  # tiktoken.Encoding of a builtin family
     nfc: bool = False
     added_tokens: int = 0  # what add_special_tokens=True adds (BOS for Llama 3, nothing for Qwen2)
+    renderers: dict = field(default_factory=dict, compare=False, repr=False)  # chat template -> renderer
+
+    def render_chat(self, messages: list[dict], template: str) -> str:
+        """``messages`` as the Jinja chat ``template`` renders them (see ``SkeletonRenderer``)."""
+        renderer = self.renderers.get(template)
+        if renderer is None:
+            renderer = self.renderers[template] = SkeletonRenderer(
+                lambda m: self.tokenizer.apply_chat_template(m, chat_template=template, tokenize=False)
+            )
+        return renderer(messages)
 
     def count(self, texts: list[str], add_special_tokens: bool) -> list[int]:
         if not texts:
