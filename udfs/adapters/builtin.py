@@ -6,6 +6,7 @@ from udfs.adapters import (  # noqa: F401
     m3it,
     mimicit,
     minicpmv,
+    t2vid_text,
     videochat2,
     videoinstruct100k,
 )

@@ -1,0 +1,110 @@
+"""Long text instruction records rendered as "text videos" (T2Vid's synthetic data).
+
+Records (a JSON array or JSON lines), LongAlpaca / LongQLoRA style:
+- ``{"id"?, "context": long text, "conversations": [{"from", "value"} | {"role", "content"}, ...]}``:
+  the context is rendered; turn 0 keeps its own text (the question), with its single
+  ``<video>`` tag as the placeholder, or the placeholder prepended when it has none;
+- ``{"id"?, "conversations": [...]}`` without ``context``: turn 0's text is the long text;
+- ``{"id"?, "instruction": long text, "output": answer}`` (LongAlpaca-12k's raw form): the
+  instruction is the long text.
+When turn 0 is itself the long text, the rendered frames replace it: the user turn is the
+placeholder alone, as in T2Vid's ``longalpaca_chat_fake_vid.json``.
+
+The pages (``udfs.text_render``) are stored in the lake as one frame folder,
+``t2vid/<hash>/text_pic_<i:05d>.png`` under the lake's media root, named by the hash of the
+text and the rendering settings: identical texts share one folder, and the folder does not
+depend on sample ids (which split reads may renumber). The sample has one ``frames_dir``
+media item and ``media_type`` "text_video"; the frames stage reads it as a video at 1 frame
+per second.
+
+Options: ``words_per_frame`` (115), ``width`` (448), ``height`` (448), ``font_size`` (20),
+``context_key`` ("context"). Text the font cannot draw (CJK, right-to-left scripts, ...) is
+rejected with the scripts named.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from udfs.adapters import NormalizeContext, register
+from udfs.adapters.base import JsonRecordsAdapter, SampleParts
+from udfs.adapters.common import (
+    CHAT_ROLES,
+    LLAVA_ROLES,
+    NO_TAGS,
+    field,
+    make_media,
+    place_media,
+    source_text,
+    substitute_tags,
+    turns_from_items,
+)
+from udfs.sample import MEDIA_TOKEN, RejectError, stable_hash, turn
+from udfs.text_render import WORDS_PER_FRAME, PageStyle, TextRenderError, render_text
+
+MEDIA_TYPE = "text_video"
+_VIDEO_TAG = re.compile(r"<video>")
+_STYLE_OPTIONS = {"width": 448, "height": 448, "font_size": 20}
+
+
+@register("t2vid_text")
+class T2VidTextAdapter(JsonRecordsAdapter):
+    def parts_of(self, obj: dict, ctx: NormalizeContext) -> SampleParts:
+        options = ctx.spec.options
+        context_key = options.get("context_key", "context")
+        if context_key in obj:
+            long_text = source_text(obj[context_key], context_key)
+            turns, tags = substitute_tags(_turns(obj), _VIDEO_TAG)
+            turns = place_media(turns, len(tags), 1)
+        else:
+            long_text, turns = _long_first_turn(obj)
+        folder = _store_pages(long_text, options, ctx)
+        return SampleParts(media=[make_media("frames_dir", folder)], conversations=turns, media_type=MEDIA_TYPE)
+
+
+def _turns(obj: dict) -> list[dict]:
+    items = field(obj, "conversations", list)
+    first = items[0] if items and isinstance(items[0], dict) else {}
+    if "from" in first:
+        return turns_from_items(obj, text_key="value", role_key="from", roles=LLAVA_ROLES)
+    return turns_from_items(obj, text_key="content", role_key="role", roles=CHAT_ROLES)
+
+
+def _long_first_turn(obj: dict) -> tuple[str, list[dict]]:
+    """(long text, turns) when turn 0 is the long text; the frames replace it."""
+    if "conversations" in obj:
+        turns, _ = substitute_tags(_turns(obj), NO_TAGS)
+        first_user = next((k for k, t in enumerate(turns) if t["role"] == "user"), None)
+        if first_user is None:
+            raise RejectError("conversation has no user turn")
+        long_text = turns[first_user]["content"]
+        turns[first_user] = turn("user", MEDIA_TOKEN)
+        return long_text, turns
+    if "instruction" in obj:
+        long_text = source_text(obj["instruction"], "instruction")
+        return long_text, [turn("user", MEDIA_TOKEN), turn("assistant", source_text(field(obj, "output", str), "output"))]
+    raise RejectError("record has no long text: expected 'context', 'conversations' or 'instruction'")
+
+
+def _store_pages(text: str, options: dict, ctx: NormalizeContext) -> str:
+    """Renders ``text`` and stores its pages as one folder in the lake; returns its URI."""
+    words_per_frame = _positive_int(options, "words_per_frame", WORDS_PER_FRAME)
+    style_values = {key: _positive_int(options, key, default) for key, default in _STYLE_OPTIONS.items()}
+    try:
+        style = PageStyle(**style_values, min_font_size=min(PageStyle.min_font_size, style_values["font_size"]))
+        pages = render_text(text, words_per_frame, style)
+    except TextRenderError as err:
+        raise RejectError(f"long text: {err}") from None
+    if ctx.put_object is None:
+        raise RuntimeError("this normalize context cannot store objects")
+    folder = "t2vid/" + stable_hash("t2vid", text, words_per_frame, *sorted(style_values.items()), length=32)
+    uris = [ctx.put_object(f"{folder}/text_pic_{i:05d}.png", page) for i, page in enumerate(pages)]
+    return uris[0].rsplit("/", 1)[0]
+
+
+def _positive_int(options: dict, key: str, default: int) -> int:
+    value: Any = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RejectError(f"option {key} must be a positive integer, got {value!r:.40}")
+    return value
