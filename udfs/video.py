@@ -4,11 +4,16 @@ A video is probed in-process with PyAV, then decoded by the bundled ffmpeg (driv
 ffmpeg-python) with a hard timeout. Frames stream out of ffmpeg's pipe one at a time, so memory
 stays bounded whatever the video's length.
 
-Which frame is "the frame at t": the first frame whose timestamp is at or after
-``t - half a native frame interval``, i.e. the frame nearest to ``t`` for constant frame rate
-(within half a frame of it). Targets past the last frame take the last frame. Every strategy
-applies this rule, so they return the same frames, and each frame carries its true
-presentation timestamp (seconds from the start of the media), not the target's.
+Which frame is "the frame at t": the first decoded frame whose timestamp is at or after
+``t - early_s``. Exact strategies decode every frame and use half a native frame interval, i.e.
+the frame nearest to ``t`` for constant frame rate; they return the same frames. Since speed is
+decode-bound, most videos are read with ffmpeg's ``-skip_frame``, which leaves B-frames (or
+non-reference frames) undecoded: there ``early_s`` is half the largest gap between the frames
+still decoded, measured by the probe from the bitstream, and a level is used only where that
+keeps every frame within ``MAX_OFFSET_S`` of its target. A frame found further off (a gap wider
+than the probe saw) hands the rest of the plan to the exact strategy. Targets past the last frame
+take the last frame. Each frame carries its true presentation timestamp (seconds from the start
+of the media), not the target's.
 
 Failures never raise out of ``extract_*``: they return ``status="failed"`` with a readable
 ``error``. Since ``frames`` is a generator, a failure while decoding (timeout, truncated file)
@@ -17,6 +22,7 @@ shows up once it has been consumed: ``status``, ``error`` and ``elapsed_s`` are 
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import math
 import os
@@ -26,7 +32,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypedDict
 
 import av
@@ -63,8 +69,21 @@ SEEK_RUN_S = 0.05
 DECODE_S_PER_PIXEL = 1.2e-9
 # A cap on the probe's packet scans, so a file without an index is not read in full.
 MAX_PROBE_PACKETS = 5000
+# Packets from the start whose frame types the probe reads (~8 s at 25 fps): enough to see the
+# encoder's B-frame pattern, little to read over a presigned URL.
+FRAME_TYPE_PACKETS = 200
+# The furthest a returned frame may lie from its target timestamp, and the part of it a skip
+# level may use up (the rest absorbs rounding and frame durations).
+MAX_OFFSET_S = 0.1
+SKIP_OFFSET_S = 0.09
+# ffmpeg ``-skip_frame`` levels, most frames skipped first: "bidir" decodes I- and P-frames only,
+# "noref" also the B-frames other frames reference.
+SKIP_LEVELS = ("bidir", "noref")
 # Slack for float rounding between Python, ffmpeg's expressions and its microsecond seeks.
 TIME_EPSILON_S = 1e-6
+# Up to this many subsampled targets, ``select`` names each one (~45 bytes each: the filter
+# graph stays far below the 128 KiB a command-line argument may hold).
+MAX_SELECT_THRESHOLDS = 1000
 
 
 class VideoError(Exception):
@@ -92,8 +111,17 @@ class ProbeInfo(TypedDict):
     n_frames: int  # from the container's count or duration × fps
     gop: float | None  # mean frames per keyframe, from the seek index (seekable formats only)
     seekable: bool  # seeking is exact (EXACT_SEEK_DEMUXERS, with an index)
+    skips: dict[str, "SkipScan"]  # per -skip_frame level the bitstream showed (H.264, HEVC)
     start_time_s: float  # container start time; all timestamps are relative to it
     last_frame_s: float  # timestamp of the last video frame
+
+
+@dataclass(frozen=True)
+class SkipScan:
+    """What one ``-skip_frame`` level leaves to decode, from the probe's first packets."""
+
+    fraction: float  # of the frames, still decoded
+    max_gap_s: float  # largest gap between consecutive decoded frames, in display order
 
 
 @dataclass
@@ -211,7 +239,7 @@ def _probe_container(container: av.container.InputContainer, deadline: Deadline)
     stream = videos[0]
     start_time_s = (container.start_time or 0) / av.time_base
     fps = float(stream.average_rate or stream.guessed_rate or 0) or None
-    rotation = _first_frame_rotation(container, stream, deadline)
+    rotation, skips = _scan_start(container, stream, deadline)
     last_frame_s, last_duration_s = _last_frame(container, stream, deadline)
     frame_s = last_duration_s or (1 / fps if fps else 0.0)
     if last_frame_s is not None:
@@ -244,21 +272,107 @@ def _probe_container(container: av.container.InputContainer, deadline: Deadline)
         n_frames=n_frames,
         gop=n_frames / keyframes if seekable else None,
         seekable=seekable,
+        skips=skips,
         start_time_s=start_time_s,
         last_frame_s=(last_frame_s - start_time_s) if last_frame_s is not None else duration_s - frame_s,
     )
 
 
-def _first_frame_rotation(container, stream, deadline: Deadline) -> int:
+def _scan_start(container, stream, deadline: Deadline) -> tuple[int, dict[str, SkipScan]]:
     """Decodes the first frame, which proves the stream decodes, and reads its display
-    rotation (only what ffmpeg's autorotate applies: multiples of 90)."""
+    rotation (only what ffmpeg's autorotate applies: multiples of 90). Reads the frame type of
+    the first ``FRAME_TYPE_PACKETS`` packets too, without decoding them, for ``_skip_scans``."""
+    frame_kind = _frame_kind_reader(stream.codec_context)
+    rotation = None
+    kinds: list[tuple[float, bool, bool]] = []
     for packets, packet in enumerate(container.demux(stream), 1):
-        for frame in packet.decode():
-            return round(frame.rotation / 90) % 4 * 90
+        if rotation is None:
+            for frame in packet.decode():
+                rotation = round(frame.rotation / 90) % 4 * 90
+                break
+        if frame_kind is not None and packet.pts is not None and packets <= FRAME_TYPE_PACKETS:
+            kind = frame_kind(bytes(packet))
+            if kind is not None:
+                kinds.append((float(packet.pts * stream.time_base), *kind))
         deadline.check("probe")
+        if rotation is not None and (frame_kind is None or packets >= FRAME_TYPE_PACKETS):
+            break
         if packets >= MAX_PROBE_PACKETS:
             break
-    raise VideoError("no decodable video frame")
+    if rotation is None:
+        raise VideoError("no decodable video frame")
+    return rotation, _skip_scans(kinds)
+
+
+def _skip_scans(kinds: list[tuple[float, bool, bool]]) -> dict[str, SkipScan]:
+    """Per skip level, what the frames (timestamp, is reference, is B) leave decoded. ffmpeg's
+    "noref" drops non-reference frames; "bidir" drops B-frames too."""
+    keeps = {"noref": lambda ref, b: ref, "bidir": lambda ref, b: ref and not b}
+    if not any(b for _, _, b in kinds):
+        keeps.pop("bidir")  # unknown for HEVC, where B-slices are the norm, or nothing to gain
+    scans = {}
+    for level, keep in keeps.items():
+        kept = sorted(pts for pts, ref, b in kinds if keep(ref, b))
+        if len(kept) >= 2:
+            gap = max(b - a for a, b in zip(kept, kept[1:]))
+            scans[level] = SkipScan(fraction=len(kept) / len(kinds), max_gap_s=gap)
+    return scans
+
+
+def _frame_kind_reader(codec: av.codec.context.CodecContext) -> Callable[[bytes], tuple[bool, bool] | None] | None:
+    """A function reading (is reference, is B) from a packet of this stream, or None if the
+    codec or bitstream format is not one this reads: H.264 and HEVC with length-prefixed NAL
+    units (mp4, Matroska), whose configuration record gives the length size."""
+    extradata = codec.extradata or b""
+    if codec.name == "h264" and len(extradata) > 4 and extradata[0] == 1:
+        return functools.partial(_h264_frame_kind, length_size=(extradata[4] & 3) + 1)
+    if codec.name == "hevc" and len(extradata) > 21 and extradata[0] == 1:
+        return functools.partial(_hevc_frame_kind, length_size=(extradata[21] & 3) + 1)
+    return None
+
+
+def _nal_units(data: bytes, length_size: int) -> Iterator[bytes]:
+    pos = 0
+    while pos + length_size <= len(data):
+        size = int.from_bytes(data[pos: pos + length_size], "big")
+        pos += length_size
+        yield data[pos: pos + size]
+        pos += size
+
+
+def _h264_frame_kind(data: bytes, length_size: int) -> tuple[bool, bool] | None:
+    """From the first slice: ``nal_ref_idc`` in its NAL header, ``slice_type`` (two Exp-Golomb
+    numbers into the slice header, after ``first_mb_in_slice``)."""
+    for nal in _nal_units(data, length_size):
+        if nal and nal[0] & 0x1F in (1, 5):  # a coded slice (non-IDR, IDR)
+            bits = "".join(f"{byte:08b}" for byte in nal[1:9])
+            _, pos = _exp_golomb(bits, 0)
+            slice_type, _ = _exp_golomb(bits, pos)
+            if slice_type is None:
+                return None
+            return bool(nal[0] & 0x60), slice_type % 5 == 1
+    return None
+
+
+def _hevc_frame_kind(data: bytes, length_size: int) -> tuple[bool, bool] | None:
+    """From the first slice's NAL type: the even types below 16 are sub-layer non-reference
+    pictures (TRAIL_N, TSA_N, RADL_N, ...). Slice types are not read (see ``_skip_scans``)."""
+    for nal in _nal_units(data, length_size):
+        if nal and (nal[0] >> 1) & 0x3F < 32:
+            nal_type = (nal[0] >> 1) & 0x3F
+            return not (nal_type <= 14 and nal_type % 2 == 0), False
+    return None
+
+
+def _exp_golomb(bits: str, pos: int) -> tuple[int | None, int]:
+    """The unsigned Exp-Golomb number at ``pos`` of a bit string, and the position after it."""
+    zeros = 0
+    while pos + zeros < len(bits) and bits[pos + zeros] == "0":
+        zeros += 1
+    end = pos + 2 * zeros + 1
+    if end > len(bits):
+        return None, end
+    return int(bits[pos + zeros: end], 2) - 1, end
 
 
 def _last_frame(container, stream, deadline: Deadline) -> tuple[float | None, float | None]:
@@ -344,115 +458,177 @@ def jpeg_stream(stream_spec, deadline: Deadline) -> Iterator[tuple[float, bytes]
     """(absolute timestamp, JPEG) of each frame ffmpeg writes. ffmpeg muxes the JPEGs into
     NUT on stdout, which carries each frame's timestamp next to its bytes."""
     run = FFmpegRun(stream_spec, deadline)
+    frames = 0
     try:
         try:
             with av.open(run.stdout, mode="r", format="nut") as output:
                 for packet in output.demux(output.streams.video[0]):
                     if packet.size:
+                        frames += 1
                         yield float(packet.pts * packet.time_base), bytes(packet)
         except av.FFmpegError as err:
             run.finish()  # ffmpeg's own error explains it better, if it has one
-            raise VideoError(f"reading ffmpeg output: {_av_message(err)}") from None
+            if frames:
+                raise VideoError(f"reading ffmpeg output: {_av_message(err)}") from None
+            return  # ffmpeg succeeded but wrote no frame (a seek past the data): a NUT header only
         run.finish()
     finally:
         run.close()
 
 
+@dataclass(frozen=True)
+class _Output:
+    size: tuple[int, int]  # (width, height) of the JPEGs
+    quality: int  # ffmpeg -q:v
+    threads: int  # ffmpeg's decoding, filtering and encoding threads; 0 lets ffmpeg pick
+
+
 def _frame_spec(
-    url: str, info: ProbeInfo, seek_s: float, size: tuple[int, int], quality: int, *,
+    url: str, info: ProbeInfo, seek_s: float, skip: str | None, out: _Output, *,
     select: str | None = None, max_frames: int | None = None,
 ):
     """ffmpeg command: from ``seek_s`` (ffmpeg's exact seek: from the keyframe before it,
-    dropping decoded frames before it), the probed video stream, optionally a ``select``
-    filter, scaled to ``size``, as MJPEG in NUT. ``-f`` forces the demuxer the probe saw, so
-    a server cannot switch formats between runs."""
+    dropping decoded frames before it), the probed video stream decoded at ``-skip_frame
+    skip``, optionally a ``select`` filter, scaled to ``out.size``, as MJPEG in NUT. ``-f``
+    forces the demuxer the probe saw, so a server cannot switch formats between runs."""
     input_args = {"f": info["format"], "protocol_whitelist": _protocols(url)}
+    output_args = {"q:v": out.quality}
     if seek_s > 0:
         input_args["ss"] = f"{seek_s:.6f}"
+    if skip is not None:
+        input_args["skip_frame"] = skip
+    if out.threads:
+        input_args["threads"] = output_args["threads"] = out.threads
     video = ffmpeg.input(url, **input_args)[str(info["stream_index"])]
     if select is not None:
         video = video.filter("select", select)
     # ffmpeg rotates upright before these filters (autorotate); the probe's size is upright too.
-    video = video.filter("scale", size[0], size[1]).filter("setsar", 1)
-    output_args = {"q:v": quality}
+    video = video.filter("scale", out.size[0], out.size[1]).filter("setsar", 1)
     if max_frames is not None:
         output_args["frames:v"] = max_frames
-    return video.output(
+    spec = video.output(
         "pipe:", format="nut", vcodec="mjpeg", pix_fmt="yuvj420p", fps_mode="passthrough", **output_args
     )
+    return spec.global_args("-filter_threads", str(out.threads)) if out.threads else spec
 
 
 # -- sampling plans --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Plan:
     targets: list[float]  # planned timestamps, relative
-    thresholds: list[float]  # per target: take the first frame at or after this, relative
+    thresholds: list[float]  # per target: take the first decoded frame at or after this, relative
     grid_origin_s: float  # thresholds[k] lies on grid_origin_s + j/fps (before the tail clamp)
     fps: float
     last_frame_s: float
+    on_grid: bool  # the targets are every grid point (not subsampled to max_frames)
+    skip: str | None  # the -skip_frame level; None decodes every frame (exact)
+    first_index: int = 0  # frame_index of targets[0]
+
+    def tail(self, index: int) -> "_Plan":
+        """The plan for ``targets[index:]``."""
+        return replace(self, targets=self.targets[index:], thresholds=self.thresholds[index:],
+                       first_index=self.first_index + index)
 
 
-def _plan(info: ProbeInfo, fps: float, start_s: float | None, end_s: float | None, max_frames: int | None) -> _Plan:
+def _plan(
+    info: ProbeInfo, fps: float, start_s: float | None, end_s: float | None, max_frames: int | None,
+    skip: str | None = None,
+) -> _Plan:
     targets = sample_timestamps(info["duration_s"], fps, start_s, end_s, max_frames)
     if not targets:
         raise VideoError(
             f"clip {start_s or 0:g}-{info['duration_s'] if end_s is None else end_s:g} s holds no frame time "
             f"(video lasts {info['duration_s']:.3f} s)"
         )
-    half_frame = 0.5 / info["fps_native"] if info["fps_native"] else 0.0
+    # Half a frame takes the nearest frame; with frames skipped, half the widest gap left.
+    early_s = 0.5 / info["fps_native"] if info["fps_native"] else 0.0
+    if skip is not None:
+        early_s = max(early_s, info["skips"][skip].max_gap_s / 2)
     # The last frame is clamped a little early so float noise cannot put it after its own time.
     last = info["last_frame_s"] - 1e-4
     return _Plan(
         targets=targets,
-        thresholds=[min(t - half_frame, last) for t in targets],
-        grid_origin_s=max(0.0, start_s or 0.0) - half_frame,
+        thresholds=[min(t - early_s, last) for t in targets],
+        grid_origin_s=max(0.0, start_s or 0.0) - early_s,
         fps=fps,
         last_frame_s=last,
+        on_grid=len(targets) == len(sample_timestamps(info["duration_s"], fps, start_s, end_s)),
+        skip=skip,
     )
 
 
-def choose_strategy(info: ProbeInfo, thresholds: Sequence[float]) -> str:
+def choose_skip(info: ProbeInfo, fps: float) -> str | None:
+    """The ``-skip_frame`` level skipping the most frames whose decoded frames lie close
+    together: half the widest gap within ``SKIP_OFFSET_S``, so every target has a frame near
+    enough, and no wider than ``1/fps``, so targets do not share frames. None: decode all."""
+    for level in SKIP_LEVELS:
+        scan = info["skips"].get(level)
+        if scan and scan.fraction < 1 and scan.max_gap_s <= min(2 * SKIP_OFFSET_S, 1 / fps):
+            return level
+    return None
+
+
+def choose_strategy(info: ProbeInfo, thresholds: Sequence[float], skip: str | None = None) -> str:
     """"seek" (one ffmpeg run per target, each seeking to the keyframe before it) when that
     decodes less than "single_pass" (one run decoding every frame of the sampled span) by the
-    cost model below. Only for containers where seeking is exact (``ProbeInfo.seekable``)."""
+    cost model below, counting only the frames the ``skip`` level decodes. Only for containers
+    where seeking is exact (``ProbeInfo.seekable``)."""
     if not info["seekable"] or not info["fps_native"]:
         return "single_pass"
-    frame_s = info["width"] * info["height"] * DECODE_S_PER_PIXEL
+    decoded = info["skips"][skip].fraction if skip else 1.0
+    frame_s = info["width"] * info["height"] * DECODE_S_PER_PIXEL * decoded
     span_frames = (thresholds[-1] - thresholds[0]) * info["fps_native"] + info["gop"] / 2
     single_pass_s = SEEK_RUN_S + span_frames * frame_s
     seek_s = len(set(thresholds)) * (SEEK_RUN_S + (info["gop"] / 2 + 1) * frame_s)
     return "seek" if seek_s < single_pass_s else "single_pass"
 
 
-def _single_pass(url: str, info: ProbeInfo, plan: _Plan, size, quality, deadline) -> Iterator[tuple[float, bytes]]:
-    """One run over the sampled span. ``select`` keeps the first frame at or after each grid
-    threshold (variable 0 holds the next one, as an offset from the first, so it starts at 0)
-    and the last frame. Frames between grid thresholds that T2Vid's subsampling dropped are
-    still encoded, then discarded by ``_assign``: at most one per 1/fps, cheap next to decoding."""
+def _select(info: ProbeInfo, plan: _Plan) -> str:
+    """The ``select`` expression keeping the first frame at or after each threshold.
+
+    Subsampled targets are named one by one: a bisection counts the thresholds passed
+    (variable 1) and a frame is kept when the count grows past the last kept one's (variable 0).
+    Every grid point, or too many targets to name, use the grid: variable 0 holds the next grid
+    threshold (as an offset from the first, so it starts at 0), plus the last frame for targets
+    clamped to it; ``_assign`` discards grid frames that T2Vid's subsampling dropped."""
     def number(x: float) -> str:
         return f"({x!r})"
 
     u = f"(t-{number(info['start_time_s'])})"  # -copyts keeps absolute times; make them relative
-    first, origin, fps = number(plan.thresholds[0]), number(plan.grid_origin_s), number(plan.fps)
-    next_threshold = f"{origin}+(floor(({u}-{origin})*{fps})+1)/{fps}"
-    select = (
-        f"if(gte({u},{first}+ld(0)),1+0*st(0,{next_threshold}-{first}),0)"
-        f"+gte({u},{number(plan.last_frame_s)})"
-    )
+    thresholds = sorted(set(plan.thresholds))
+    if plan.on_grid or len(thresholds) > MAX_SELECT_THRESHOLDS:
+        first, origin, fps = number(plan.thresholds[0]), number(plan.grid_origin_s), number(plan.fps)
+        next_threshold = f"{origin}+(floor(({u}-{origin})*{fps})+1)/{fps}"
+        return (
+            f"if(gte({u},{first}+ld(0)),1+0*st(0,{next_threshold}-{first}),0)"
+            f"+gte({u},{number(plan.last_frame_s)})"
+        )
+
+    def passed(lo: int, hi: int) -> str:  # thresholds[:lo] are passed, thresholds[hi:] are not
+        if lo == hi:
+            return str(lo)
+        mid = (lo + hi) // 2
+        return f"if(lt({u},{number(thresholds[mid] - TIME_EPSILON_S)}),{passed(lo, mid)},{passed(mid + 1, hi)})"
+
+    return f"if(gt(st(1,{passed(0, len(thresholds))}),ld(0)),1+0*st(0,ld(1)),0)"
+
+
+def _single_pass(url: str, info: ProbeInfo, plan: _Plan, out: _Output, deadline) -> Iterator[tuple[float, bytes]]:
+    """One run over the sampled span, ``_select`` keeping the frames of the plan."""
     # Seeking to the start only where seeking is exact; elsewhere decode from the beginning.
     seek_s = plan.thresholds[0] if info["seekable"] else 0.0
-    spec = _frame_spec(url, info, seek_s, size, quality, select=select)
+    spec = _frame_spec(url, info, seek_s, plan.skip, out, select=_select(info, plan))
     for pts, jpeg in jpeg_stream(spec, deadline):
         yield pts - info["start_time_s"], jpeg
 
 
-def _seek_each(url: str, info: ProbeInfo, plan: _Plan, size, quality, deadline) -> Iterator[tuple[float, bytes]]:
-    """One run per distinct threshold, each taking the first frame at or after it."""
+def _seek_each(url: str, info: ProbeInfo, plan: _Plan, out: _Output, deadline) -> Iterator[tuple[float, bytes]]:
+    """One run per distinct threshold, each taking the first decoded frame at or after it."""
     last = -math.inf
     for threshold in plan.thresholds:
         if threshold <= last + TIME_EPSILON_S:
             continue  # the frame already yielded serves this target too (a VFR gap)
-        spec = _frame_spec(url, info, threshold, size, quality, max_frames=1)
+        spec = _frame_spec(url, info, threshold, plan.skip, out, max_frames=1)
         for pts, jpeg in jpeg_stream(spec, deadline):
             last = pts - info["start_time_s"]
             yield last, jpeg
@@ -464,23 +640,48 @@ STRATEGIES: dict[str, Callable[..., Iterator[tuple[float, bytes]]]] = {
 }
 
 
+class _OffTarget(Exception):
+    """A skip level left target ``index`` without a frame within ``MAX_OFFSET_S``."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+
 def _assign(plan: _Plan, decoded: Iterator[tuple[float, bytes]], size: tuple[int, int]) -> Iterator[Frame]:
     """Frames for the plan's targets, in order: each target takes the first decoded frame at
-    or after its threshold (several targets may share one frame across a VFR gap)."""
+    or after its threshold (several targets may share one frame across a VFR gap). With a skip
+    level, raises ``_OffTarget`` at the first target it leaves too far from a frame."""
     index = 0
     try:
         for timestamp, jpeg in decoded:
             while index < len(plan.targets) and plan.thresholds[index] <= timestamp + TIME_EPSILON_S:
-                yield Frame(index, timestamp, size[0], size[1], jpeg)
+                if plan.skip is not None and abs(timestamp - plan.targets[index]) > MAX_OFFSET_S:
+                    raise _OffTarget(index)
+                yield Frame(plan.first_index + index, timestamp, size[0], size[1], jpeg)
                 index += 1
             if index == len(plan.targets):
                 return
     finally:
         decoded.close()  # stops ffmpeg when the plan is complete or the caller gives up
     if index < len(plan.targets):
+        if plan.skip is not None:
+            raise _OffTarget(index)  # the skipped tail may have held the last frame
         raise VideoError(
-            f"video ended before {plan.targets[index]:.3f} s: got {index} of {len(plan.targets)} planned frames"
+            f"video ended before {plan.targets[index]:.3f} s: "
+            f"got {plan.first_index + index} of {plan.first_index + len(plan.targets)} planned frames"
         )
+
+
+def _decode(url: str, info: ProbeInfo, plan: _Plan, exact: _Plan, shape: str, out: _Output, deadline: Deadline,
+            result: VideoResult) -> Iterator[Frame]:
+    """The plan's frames by ``shape``. When its skip level leaves a target too far from a
+    frame, the rest of the targets come from the ``exact`` plan (noted in ``result.strategy``)."""
+    try:
+        yield from _assign(plan, STRATEGIES[shape](url, info, plan, out, deadline), out.size)
+    except _OffTarget as miss:
+        rest = exact.tail(miss.index)
+        result.strategy = f"{result.strategy}+exact@{miss.index}"
+        yield from _assign(rest, STRATEGIES[choose_strategy(info, rest.thresholds)](url, info, rest, out, deadline), out.size)
 
 
 def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -508,6 +709,16 @@ def _finishing(result: VideoResult, frames: Iterator[Frame], started: float) -> 
         result.elapsed_s = time.monotonic() - started
 
 
+def _forced(strategy: str, info: ProbeInfo) -> tuple[str, str | None]:
+    """(shape, skip level) of a forced strategy such as "seek" or "single_pass:bidir"."""
+    shape, _, skip = strategy.partition(":")
+    if shape not in STRATEGIES:
+        raise VideoError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)}, optionally :<skip level>)")
+    if skip and skip not in info["skips"]:
+        raise VideoError(f"skip level {skip!r} is not known for this video (known: {', '.join(info['skips']) or 'none'})")
+    return shape, skip or None
+
+
 def extract_frames(
     src: str,
     *,
@@ -518,12 +729,15 @@ def extract_frames(
     max_side: int | None = None,
     quality: int = 3,
     timeout_s: float = 120.0,
+    threads: int = 0,
     strategy: str | None = None,
 ) -> VideoResult:
     """Frames of a video file or URL (mp4, mkv, webm, gif, ...) at ``fps`` within
     ``[start_s, end_s)``, at most ``max_frames`` (T2Vid's uniform pick), long side scaled to
     ``max_side``, JPEG at ffmpeg ``-q:v quality`` (2 best .. 31). ``timeout_s`` bounds the whole
-    extraction. ``strategy`` forces "single_pass" or "seek" instead of ``choose_strategy``."""
+    extraction; ``threads`` caps ffmpeg's threads (0: ffmpeg's choice, about one per core).
+    ``strategy`` forces "single_pass" or "seek", optionally with a skip level
+    ("single_pass:bidir"), instead of ``choose_skip`` and ``choose_strategy``."""
     started = time.monotonic()
     deadline = Deadline(timeout_s)
     try:
@@ -538,16 +752,15 @@ def extract_frames(
         fps_native=info["fps_native"], n_frames=info["n_frames"], rotation=info["rotation"],
     )
     try:
-        plan = _plan(info, fps, start_s, end_s, max_frames)
-        chosen = strategy or choose_strategy(info, plan.thresholds)
-        if chosen not in STRATEGIES:
-            raise VideoError(f"unknown strategy {chosen!r} (known: {', '.join(STRATEGIES)})")
+        shape, skip = _forced(strategy, info) if strategy else (None, choose_skip(info, fps))
+        exact = _plan(info, fps, start_s, end_s, max_frames)
+        plan = _plan(info, fps, start_s, end_s, max_frames, skip) if skip else exact
+        shape = shape or choose_strategy(info, plan.thresholds, skip)
     except (VideoError, ValueError) as err:
         return _failed(str(err), started, **fields)
-    size = output_size(info["width"], info["height"], max_side)
-    decoded = STRATEGIES[chosen](url, info, plan, size, quality, deadline)
-    result = VideoResult(status="ok", strategy=chosen, **fields)
-    result.frames = _finishing(result, _assign(plan, decoded, size), started)
+    out = _Output(output_size(info["width"], info["height"], max_side), quality, threads)
+    result = VideoResult(status="ok", strategy=f"{shape}:{skip}" if skip else shape, **fields)
+    result.frames = _finishing(result, _decode(url, info, plan, exact, shape, out, deadline, result), started)
     return result
 
 
@@ -696,9 +909,11 @@ def extract_media(
     max_side: int | None = None,
     quality: int = 3,
     timeout_s: float = 120.0,
+    threads: int = 0,
 ) -> VideoResult:
     """Dispatch on the media ``kind`` ("video", "image", "frames_dir") of a local or ``s3://``
-    URI. Videos on S3 are read by ffmpeg through a presigned URL, without a local copy."""
+    URI. Videos on S3 are read by ffmpeg through a presigned URL, without a local copy.
+    ``threads`` caps ffmpeg's threads for videos (see ``extract_frames``)."""
     if kind == "image":
         return extract_image(uri, max_side=max_side, quality=quality, read_bytes=storage.read_bytes)
     sampling = dict(fps=fps, start_s=start_s, end_s=end_s, max_frames=max_frames, max_side=max_side,
@@ -708,7 +923,8 @@ def extract_media(
             files = sorted((f for f in storage.list(uri) if f.lower().endswith(IMAGE_SUFFIXES)), key=_natural_key)
             return extract_frames_dir(files, read_bytes=storage.read_bytes, **sampling)
         if kind == "video":
-            return extract_frames(storage.presigned_url(uri) if uri.startswith("s3://") else uri, **sampling)
+            url = storage.presigned_url(uri) if uri.startswith("s3://") else uri
+            return extract_frames(url, threads=threads, **sampling)
     except Exception as err:
         return VideoResult(status="failed", error=f"storage: {type(err).__name__}: {err}")
     return VideoResult(status="failed", error=f"unknown media kind {kind!r}")
