@@ -8,7 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +21,7 @@ import yaml
 from framelake.storage import StorageOptions, is_s3
 from udfs.adapters import SourceSpec
 
-# Model profiles shipped with framelake; a config's own ``models/`` folder is searched first.
-BUILTIN_PROFILE_DIR = Path(__file__).resolve().parent.parent / "conf" / "models"
-SHARD_FORMATS = ("minicpmv", "llava", "webdataset")
+SHARD_FORMATS = ("minicpmv", "llava", "webdataset", "mimicit")
 STAGES = ("normalize", "frames", "tokens", "shards")
 
 
@@ -35,16 +37,31 @@ class SparkSettings:
 
 
 @dataclass(frozen=True)
+class CatalogSettings:
+    """Where the tables are also registered by name: ``<name>.<schema>.<table>``."""
+
+    name: str
+    schema: str
+
+
+@dataclass(frozen=True)
+class NormalizeSettings:
+    split_bytes: int = 64 * 1024 * 1024  # bigger annotation files are read in parts of about this size
+
+
+@dataclass(frozen=True)
 class FramesSettings:
     fps: float = 1.0
     max_frames: int = 96
     max_side: int = 448
     quality: int = 3
     timeout_s: float = 120.0
+    wave_size: int = 256  # media items extracted and committed together: a killed run keeps its waves
 
     def fingerprint(self) -> str:
         """Identifies the sampling parameters: frames made with others are not reused."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        params = {k: v for k, v in asdict(self).items() if k != "wave_size"}  # not a sampling parameter
+        return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,10 @@ class ShardSettings:
     formats: tuple[str, ...] = ("minicpmv", "llava", "webdataset")
     samples_per_shard: int = 1000
     frame_root: str = ""  # prefix of frame paths in JSON shards; "" keeps them lake-relative
+    balance: str = "samples"  # balance shards by "samples" (samples_per_shard) or "bytes" (bytes_per_shard)
+    bytes_per_shard: int = 500_000_000
+    length_order: str = "none"  # "sort": by token length within shards; "group": each shard a length range
+    mimicit_task: str = "DC"  # Otter picks its loader by this id prefix; DC, E4D, TVC, EAI are video tasks
 
 
 @dataclass(frozen=True)
@@ -63,7 +84,10 @@ class Config:
     frames: FramesSettings
     models: tuple[dict, ...]
     shards: ShardSettings
+    filters: dict = field(default_factory=dict)  # model name -> udfs.filters.FilterSettings
     path: str = ""
+    catalog: CatalogSettings | None = None
+    normalize: NormalizeSettings = NormalizeSettings()
 
     def model_profiles(self):
         """The models as ``ModelProfile`` objects (validated at load time)."""
@@ -96,20 +120,25 @@ def load_config(path: str, overrides: dict | None = None) -> Config:
 
 
 def parse_config(raw: dict, *, config_dir: Path | None = None, path: str = "") -> Config:
-    known = {"lake", "storage", "spark", "sources", "frames", "models", "shards"}
+    known = {"lake", "storage", "spark", "sources", "normalize", "frames", "models", "shards", "catalog", "filters"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
     lake = _require(raw, "lake", str, "lake")
+    sources = tuple(_sources(raw.get("sources")))
+    models = tuple(_models(raw.get("models"), config_dir))
     return Config(
         lake=_absolute(lake),
         storage=_storage(raw.get("storage")),
         spark=_spark(raw.get("spark")),
-        sources=tuple(_sources(raw.get("sources"))),
+        sources=sources,
+        normalize=_section(NormalizeSettings, raw.get("normalize"), "normalize"),
         frames=_section(FramesSettings, raw.get("frames"), "frames"),
-        models=tuple(_models(raw.get("models"), config_dir)),
+        models=models,
         shards=_shards(raw.get("shards")),
+        filters=_filters(raw.get("filters"), raw["models"], models, sources),
         path=path,
+        catalog=_catalog(raw.get("catalog")),
     )
 
 
@@ -225,11 +254,12 @@ def _models(value: Any, config_dir: Path | None) -> list[dict]:
 
     if not isinstance(value, list) or not value:
         raise ConfigError("models: must be a non-empty list")
-    search = [d for d in (config_dir and config_dir / "models", BUILTIN_PROFILE_DIR) if d]
+    search = [d for d in (config_dir and config_dir / "models", builtin_profile_dir()) if d]
     models, names = [], set()
     for i, entry in enumerate(value):
         where = f"models[{i}]"
         entry = dict(_mapping(entry, where))
+        entry.pop("filters", None)  # read by _filters; not part of the profile
         if "profile" in entry:
             try:
                 base = load_profile(str(entry.pop("profile")), [str(d) for d in search])
@@ -247,6 +277,45 @@ def _models(value: Any, config_dir: Path | None) -> list[dict]:
     return models
 
 
+def builtin_profile_dir() -> Path:
+    """The model profiles shipped with framelake (``framelake/profiles``, a link to
+    ``conf/models`` in a checkout); a config's own ``models/`` folder is searched first."""
+    packaged = resources.files("framelake") / "profiles"
+    if isinstance(packaged, Path):  # a checkout or an installed wheel
+        return packaged
+    # Imported from the --py-files archive, whose files are no folder: unpack them once.
+    from udfs.tokenizers import cache_root
+
+    profiles = sorted((f.name, f.read_bytes()) for f in packaged.iterdir() if f.name.endswith(".yaml"))
+    digest = hashlib.sha256(repr(profiles).encode()).hexdigest()[:16]
+    folder = cache_root().parent / "profiles" / digest
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent))
+        for name, data in profiles:
+            (staging / name).write_bytes(data)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process unpacked the same profiles first
+            shutil.rmtree(staging)
+    return folder
+
+
+def _catalog(value: Any) -> CatalogSettings | None:
+    if value is None:
+        return None
+    section = _mapping(value, "catalog")
+    unknown = sorted(set(section) - {"name", "schema"})
+    if unknown:
+        raise ConfigError(f"catalog.{unknown[0]}: unknown key (known: name, schema)")
+    names = {}
+    for key in ("name", "schema"):
+        names[key] = _require(section, key, str, f"catalog.{key}")
+        if not names[key] or any(ch in names[key] for ch in "`. "):
+            raise ConfigError(f"catalog.{key}: must be one identifier, got {names[key]!r}")
+    return CatalogSettings(**names)
+
+
 def _shards(value: Any) -> ShardSettings:
     section = dict(_mapping(value, "shards"))
     formats = section.pop("formats", list(ShardSettings.formats))
@@ -255,9 +324,30 @@ def _shards(value: Any) -> ShardSettings:
     for fmt in formats:
         if fmt not in SHARD_FORMATS:
             raise ConfigError(f"shards.formats: unknown format {fmt!r} (known: {', '.join(SHARD_FORMATS)})")
-    settings = _section(ShardSettings, {k: v for k, v in section.items() if k != "frame_root"}, "shards")
-    frame_root = section.get("frame_root", "")
-    if not isinstance(frame_root, str):
-        raise ConfigError("shards.frame_root: must be a string")
-    return ShardSettings(formats=tuple(formats), samples_per_shard=settings.samples_per_shard,
-                         frame_root=frame_root)
+    settings = replace(_section(ShardSettings, section, "shards"), formats=tuple(formats))
+    for key, allowed in (("balance", ("samples", "bytes")), ("length_order", ("none", "sort", "group"))):
+        if getattr(settings, key) not in allowed:
+            raise ConfigError(f"shards.{key}: must be one of {', '.join(allowed)}, got {getattr(settings, key)!r}")
+    if not re.fullmatch(r"[A-Za-z0-9]+", settings.mimicit_task):
+        raise ConfigError(f"shards.mimicit_task: letters and digits only (an Otter id prefix), got {settings.mimicit_task!r}")
+    return settings
+
+
+def _filters(value: Any, raw_models: list, models: tuple[dict, ...], sources: tuple[SourceSpec, ...]) -> dict:
+    """Each model's ``FilterSettings``: the top-level ``filters`` with ``models[i].filters`` over it."""
+    from udfs.filters import FilterError, FilterSettings
+
+    names = [spec.name for spec in sources]
+    common = _mapping(value, "filters")
+    try:
+        FilterSettings.from_dict(common, names)
+    except FilterError as err:
+        raise ConfigError(f"filters.{err}") from None
+    settings = {}
+    for i, (entry, model) in enumerate(zip(raw_models, models)):
+        own = _mapping(entry.get("filters"), f"models[{i}].filters")
+        try:
+            settings[model["name"]] = FilterSettings.from_dict({**common, **own}, names)
+        except FilterError as err:
+            raise ConfigError(f"models[{i}].filters.{err}") from None
+    return settings

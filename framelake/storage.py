@@ -72,6 +72,16 @@ class StorageOptions:
         return {k: v for k, v in options.items() if v}
 
 
+@dataclass(frozen=True, order=True)
+class ObjectInfo:
+    """A listed object. ``version`` changes whenever its content may have: the ETag on S3, the
+    modification time (ns) of a local file."""
+
+    uri: str
+    size: int
+    version: str
+
+
 class Storage:
     """Read, write and list objects under local paths or ``s3://bucket/key`` URIs."""
 
@@ -108,12 +118,16 @@ class Storage:
         )
 
     # -- reads ---------------------------------------------------------------------------
-    def open_read(self, uri: str) -> BinaryIO:
-        """A binary stream of the object; S3 bodies stream without loading the whole object."""
+    def open_read(self, uri: str, offset: int = 0) -> BinaryIO:
+        """A binary stream of the object from byte ``offset``; S3 bodies stream without loading
+        the whole object (a range request when ``offset`` is set)."""
         if is_s3(uri):
             bucket, key = split_s3(uri)
-            return self.s3.get_object(Bucket=bucket, Key=key)["Body"]
-        return open(uri, "rb")
+            ranged = {"Range": f"bytes={offset}-"} if offset else {}
+            return self.s3.get_object(Bucket=bucket, Key=key, **ranged)["Body"]
+        stream = open(uri, "rb")
+        stream.seek(offset)
+        return stream
 
     def read_bytes(self, uri: str) -> bytes:
         with contextlib.closing(self.open_read(uri)) as stream:
@@ -164,29 +178,43 @@ class Storage:
 
     def list(self, pattern: str) -> list[str]:
         """Objects matching a file, a folder (recursive), or a glob; sorted URIs."""
+        return [info.uri for info in self.list_info(pattern)]
+
+    def list_info(self, pattern: str) -> list[ObjectInfo]:
+        """Like ``list``, with each object's size and version, from the same listing."""
         if is_s3(pattern):
             return self._list_s3(pattern)
         if any(ch in pattern for ch in "*?["):
-            return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-        if os.path.isdir(pattern):
-            return sorted(
-                os.path.join(d, f) for d, _, files in os.walk(pattern) for f in files
-            )
-        return [pattern] if os.path.isfile(pattern) else []
+            paths = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+        elif os.path.isdir(pattern):
+            paths = [os.path.join(d, f) for d, _, files in os.walk(pattern) for f in files]
+        else:
+            paths = [pattern] if os.path.isfile(pattern) else []
+        infos = []
+        for path in sorted(paths):
+            try:
+                stat = os.stat(path)
+            except OSError:  # a dangling link: listed, and its readers say why it cannot be read
+                stat = os.lstat(path)
+            infos.append(ObjectInfo(path, stat.st_size, str(stat.st_mtime_ns)))
+        return infos
 
-    def _list_s3(self, pattern: str) -> list[str]:
+    def _list_s3(self, pattern: str) -> list[ObjectInfo]:
         bucket, key = split_s3(pattern)
         wildcard = next((i for i, ch in enumerate(key) if ch in "*?["), None)
         prefix = key if wildcard is None else key[: key.rfind("/", 0, wildcard) + 1]
-        keys = []
+        objects = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+            objects.extend(page.get("Contents", []))
         if wildcard is not None:
-            keys = [k for k in keys if fnmatch.fnmatchcase(k, key)]
-        elif keys != [key]:
+            objects = [o for o in objects if fnmatch.fnmatchcase(o["Key"], key)]
+        elif [o["Key"] for o in objects] != [key]:
             folder = key.rstrip("/") + "/"
-            keys = [k for k in keys if k == key or k.startswith(folder)]
-        return sorted(f"s3://{bucket}/{k}" for k in keys if not k.endswith("/"))
+            objects = [o for o in objects if o["Key"] == key or o["Key"].startswith(folder)]
+        return sorted(
+            ObjectInfo(f"s3://{bucket}/{o['Key']}", int(o["Size"]), o["ETag"].strip('"'))
+            for o in objects if not o["Key"].endswith("/")
+        )
 
     # -- writes --------------------------------------------------------------------------
     def write_bytes(self, uri: str, data: bytes) -> None:

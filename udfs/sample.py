@@ -21,7 +21,7 @@ class RejectError(ValueError):
 
 def stable_hash(*parts: Any, length: int = 24) -> str:
     """A hex digest of the parts, stable across processes and reruns."""
-    text = "\x1f".join("" if p is None else str(p) for p in parts)
+    text = "\x1f".join(["" if p is None else str(p) for p in parts])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
@@ -107,12 +107,12 @@ def make_sample(
 
     ``file_key`` names the file for the id (``SourceSpec.file_key``); ``source_file`` is its
     full URI, kept as lineage."""
-    if not any(t["role"] == "user" for t in conversations):
+    roles = [t["role"] for t in conversations]
+    if "user" not in roles:
         raise RejectError("conversation has no user turn")
-    if not any(t["role"] == "assistant" for t in conversations):
+    if "assistant" not in roles:
         raise RejectError("conversation has no assistant turn")
-    first_user = next(t for t in conversations if t["role"] == "user")
-    placeholders = first_user["content"].count(MEDIA_TOKEN)
+    placeholders = conversations[roles.index("user")]["content"].count(MEDIA_TOKEN)
     total_placeholders = sum(t["content"].count(MEDIA_TOKEN) for t in conversations)
     if total_placeholders != placeholders:
         raise RejectError("media placeholders outside the first user turn")

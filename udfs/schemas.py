@@ -94,6 +94,11 @@ FRAMES = pa.schema(
     ]
 )
 
+# One row per (sample, model). ``n_frames`` frames are used: ``select_frames(media, frame_budget)``
+# gives them (``trimmed``: the budget was lowered below max_frames to fit max_tokens). ``fits``:
+# within the token budget; ``kept``: goes into the model's shards, else ``reason`` says why.
+# ``flags``: quality findings of filters set to "flag". ``payload_bytes``: the frame JPEGs and
+# text the sample puts in a shard. ``settings``: fingerprint of the settings that made the row.
 TOKEN_LENGTHS = pa.schema(
     [
         ("sample_id", pa.string()),
@@ -105,6 +110,12 @@ TOKEN_LENGTHS = pa.schema(
         ("t2vid_estimate", pa.int32()),
         ("fits", pa.bool_()),
         ("reason", pa.string()),
+        ("frame_budget", pa.int32()),
+        ("trimmed", pa.bool_()),
+        ("kept", pa.bool_()),
+        ("flags", pa.list_(pa.string())),
+        ("payload_bytes", pa.int64()),
+        ("settings", pa.string()),
     ]
 )
 
@@ -120,9 +131,24 @@ SHARDS = pa.schema(
     ]
 )
 
+# The annotation files a normalize run read, one row per file: ``source_file`` is the file its
+# unit's rows are attributed to, ``version`` the ETag or modification time, ``settings`` a
+# fingerprint of the source's config. A rerun normalizes only units whose files changed.
+SOURCE_FILES = pa.schema(
+    [
+        ("source", pa.string()),
+        ("source_file", pa.string()),
+        ("uri", pa.string()),
+        ("size", pa.int64()),
+        ("version", pa.string()),
+        ("settings", pa.string()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "samples": SAMPLES,
     "rejects": REJECTS,
+    "source_files": SOURCE_FILES,
     "videos": VIDEOS,
     "frames": FRAMES,
     "token_lengths": TOKEN_LENGTHS,

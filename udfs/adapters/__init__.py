@@ -6,8 +6,12 @@ other exception) from ``normalize`` into a reject row, so count in = samples + r
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterator
+
+if TYPE_CHECKING:
+    from udfs.adapters.readers import Split
 
 ADAPTERS: dict[str, type["Adapter"]] = {}
 
@@ -26,12 +30,17 @@ class SourceSpec:
     def file_key(self, uri: str) -> str:
         """``uri`` relative to the annotations root, so that sample ids stay the same when a
         dataset moves (a local folder copied to S3, another mount point)."""
-        pattern = self.annotations.rstrip("/")
-        if uri == pattern:
-            return uri.rsplit("/", 1)[-1]
-        wildcard = next((i for i, ch in enumerate(pattern) if ch in "*?["), None)
-        root = pattern if wildcard is None else pattern[: pattern.rfind("/", 0, wildcard)]
-        return uri[len(root) + 1:] if uri.startswith(root + "/") else uri
+        return _file_key(self.annotations, uri)
+
+
+@functools.lru_cache(maxsize=4096)  # asked once per record, of the few files of a unit
+def _file_key(annotations: str, uri: str) -> str:
+    pattern = annotations.rstrip("/")
+    if uri == pattern:
+        return uri.rsplit("/", 1)[-1]
+    wildcard = next((i for i, ch in enumerate(pattern) if ch in "*?["), None)
+    root = pattern if wildcard is None else pattern[: pattern.rfind("/", 0, wildcard)]
+    return uri[len(root) + 1:] if uri.startswith(root + "/") else uri
 
 
 @dataclass
@@ -50,20 +59,28 @@ class NormalizeContext:
     """What an adapter may use besides the record: the source, and object I/O."""
 
     spec: SourceSpec
-    open_binary: Callable[[str], BinaryIO]
+    open_binary: Callable[..., BinaryIO]  # (uri, offset=0) -> stream from byte offset
     put_inline: Callable[[bytes, str], str]  # (image bytes, extension) -> URI in the lake
+    # (path relative to the lake's media root, bytes) -> URI; None where nothing is stored
+    put_object: Callable[[str, bytes], str] | None = None
 
 
 class Adapter:
-    """Base class: one work unit per file; subclasses implement ``read`` and ``normalize``."""
+    """Base class: one work unit per file; subclasses implement ``read`` and ``normalize``.
+
+    A ``splittable`` adapter reads a big file in splits (``udfs.adapters.readers.Split``) too:
+    its units are one file each, a JSON array or JSON lines.
+    """
 
     name: ClassVar[str]
+    splittable: ClassVar[bool] = False
 
     def plan(self, files: list[str]) -> list[list[str]]:
         """Group annotation files into work units (lists of URIs read together)."""
         return [[f] for f in sorted(files)]
 
-    def read(self, unit: list[str], ctx: NormalizeContext) -> Iterator[RawRecord]:
+    def read(self, unit: list[str], ctx: NormalizeContext, split: Split | None = None) -> Iterator[RawRecord]:
+        """The records of the unit, or of one ``split`` of its file (splittable adapters)."""
         raise NotImplementedError
 
     def normalize(self, record: RawRecord, source_file: str, ctx: NormalizeContext) -> list[dict]:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Iterator
 
 from udfs.adapters import Adapter, NormalizeContext, RawRecord
 from udfs.adapters.common import check_conversation, own_id, record_language, require_object
-from udfs.adapters.readers import read_records
+from udfs.adapters.readers import Split, read_records, read_split
 from udfs.sample import make_sample
 
 
@@ -51,19 +51,25 @@ class RecordAdapter(Adapter):
 
 
 class JsonRecordsAdapter(RecordAdapter):
-    """Records are the objects of one JSON array or JSON-lines file (the unit's only file).
+    """Records are the objects of one JSON array or JSON-lines file (the unit's only file),
+    which can be read in splits.
 
     The sample is keyed by the record's ``id`` when it has one (``uses_record_id``), else by
     its index; its language is the one the record declares.
     """
 
+    splittable = True
     uses_record_id: ClassVar[bool] = True
 
-    def read(self, unit: list[str], ctx: NormalizeContext) -> Iterator[RawRecord]:
+    def read(self, unit: list[str], ctx: NormalizeContext, split: Split | None = None) -> Iterator[RawRecord]:
         if len(unit) != 1:
             raise ValueError(f"{self.name} reads one file per unit, got {len(unit)}")
-        with ctx.open_binary(unit[0]) as stream:
-            yield from read_records(stream)
+        if split is None:
+            with ctx.open_binary(unit[0]) as stream:
+                yield from read_records(stream)
+        else:
+            with ctx.open_binary(unit[0], split.offset) as stream:
+                yield from read_split(stream, split)
 
     def parts(self, record: RawRecord, ctx: NormalizeContext) -> SampleParts:
         obj = require_object(record.value)

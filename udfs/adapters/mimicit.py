@@ -123,8 +123,8 @@ class MimicItAdapter(RecordAdapter):
             units += [[uri] for uri in folder_files if uri not in used]
         return units
 
-    def read(self, unit: list[str], ctx: NormalizeContext) -> Iterator[RawRecord]:
-        instructions_file = unit[0]
+    def read(self, unit: list[str], ctx: NormalizeContext, split: None = None) -> Iterator[RawRecord]:
+        instructions_file = unit[0]  # never split: a task's files are read together
         if not instructions_file.endswith(_INSTRUCTIONS_SUFFIX):
             name = posixpath.basename(instructions_file)
             yield RawRecord(index=0, key=None, text="", error=f"{name}: no matching *{_INSTRUCTIONS_SUFFIX} file")

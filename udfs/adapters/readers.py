@@ -7,6 +7,12 @@ and reading resumes after it. When the structure itself is lost (an unterminated
 unbalanced bracket) one final error record covers the rest of the file.
 
 Text is UTF-8 (a BOM is skipped). Invalid UTF-8 only spoils the records that contain it.
+
+Big files are read in splits (``scan_splits``, ``read_split``): a scan of the file finds record
+boundaries every few MiB, and each split is then read on its own from its byte offset, with
+the records' indexes in the whole file. The scan runs the very readers below on the file's
+bytes (decoded as Latin-1, one character per byte, so positions are byte offsets): JSON's
+structure is ASCII, so it finds exactly the records the UTF-8 reading finds.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import codecs
 import json
 import re
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, BinaryIO, Generator, Iterator
 
 from udfs.adapters import RawRecord
@@ -60,14 +67,21 @@ def _printable(text: str) -> str:
 
 
 class _Text:
-    """The decoded text of a binary stream, read on demand; ``pos`` is the parse position."""
+    """The decoded text of a binary stream, read on demand; ``pos`` is the parse position.
 
-    def __init__(self, stream: BinaryIO, chunk_size: int) -> None:
+    ``base`` is the number of characters compacted away before ``buf``, so ``base + pos`` is a
+    position in the whole stream; ``record_start`` is that position for the start of the last
+    element or line read.
+    """
+
+    def __init__(self, stream: BinaryIO, chunk_size: int, encoding: str = "utf-8-sig") -> None:
         self._stream = stream
         self._chunk_size = chunk_size
-        self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="surrogateescape")
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
         self.buf = ""
         self.pos = 0
+        self.base = 0
+        self.record_start = 0
         self.eof = False
 
     def more(self) -> bool:
@@ -90,6 +104,7 @@ class _Text:
         """Drop consumed text; only called between elements, when no position is held."""
         if self.pos > self._chunk_size:
             self.buf = self.buf[self.pos :]
+            self.base += self.pos
             self.pos = 0
 
     def peek(self) -> str:
@@ -105,6 +120,7 @@ class _Text:
 
     def line(self) -> str | None:
         """The next line without its end of line, or None at the end."""
+        self.record_start = self.base + self.pos
         while True:
             newline = self.buf.find("\n", self.pos)
             if newline >= 0:
@@ -120,6 +136,7 @@ class _Text:
     def element(self, closer: str) -> _Element:
         """The JSON value at ``pos``, which must end before a ',' or ``closer``."""
         start = self.pos
+        self.record_start = self.base + start
         while True:
             error = None
             try:
@@ -143,6 +160,7 @@ class _Text:
             if len(self.buf) - start > MAX_ELEMENT_CHARS or not self.more():
                 reason = f"{error}; the JSON structure is lost, the rest of the file is skipped"
                 element = _Element(self.buf[start : start + ERROR_TEXT_LIMIT], None, reason, fatal=True)
+                self.base += len(self.buf)
                 self.buf, self.pos = "", 0
                 return element
 
@@ -196,10 +214,11 @@ def _element_end(buf: str, pos: int, closer: str) -> int | None:
             return found.start()
 
 
-def _items(text: _Text, closer: str) -> Generator[RawRecord, None, bool]:
-    """Records of the array or object whose opening bracket was consumed; True if it closed."""
+def _items(text: _Text, closer: str, first_index: int = 0) -> Generator[RawRecord, None, bool]:
+    """Records of the array or object whose opening bracket was consumed (or from one of its
+    elements on, numbered from ``first_index``); True if it closed."""
     keyed = closer == "}"
-    index = 0
+    index = first_index
     if text.peek() == closer:
         text.pos += 1
         return True
@@ -228,10 +247,10 @@ def _items(text: _Text, closer: str) -> Generator[RawRecord, None, bool]:
         return False
 
 
-def _container(text: _Text, closer: str) -> Iterator[RawRecord]:
+def _container(text: _Text, closer: str, first_index: int = 0) -> Iterator[RawRecord]:
     """Records of a top-level array or object, then an error record for any trailing data."""
-    count = 0
-    records = _items(text, closer)
+    count = first_index
+    records = _items(text, closer, first_index)
     while True:
         try:
             record = next(records)
@@ -241,12 +260,14 @@ def _container(text: _Text, closer: str) -> Iterator[RawRecord]:
         count = record.index + 1
         yield record
     if closed and text.peek():
+        while len(text.buf) - text.pos < ERROR_TEXT_LIMIT and text.more():
+            pass
         trailing = text.buf[text.pos : text.pos + ERROR_TEXT_LIMIT]
         yield _record(count, None, trailing, error="invalid JSON: unexpected data after the top-level value")
 
 
-def _lines(text: _Text) -> Iterator[RawRecord]:
-    index = 0
+def _lines(text: _Text, first_index: int = 0) -> Iterator[RawRecord]:
+    index = first_index
     while True:
         text.compact()
         line = text.line()
@@ -294,14 +315,76 @@ def read_records(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[Raw
     an unfinished object (a pretty-printed document), which yields one error record.
     """
     text = _Text(stream, chunk_size)
+    yield from _records(text, _layout(text))
+
+
+def _layout(text: _Text) -> str:
+    """How the records of a file are laid out: "array" (its bracket is consumed), "lines" or
+    "document" (no records)."""
     first = text.peek()
     if first == "[":
         text.pos += 1
-        yield from _container(text, "]")
-    elif first == "{" and not _first_line(text).rstrip().endswith("}"):
-        yield _record(0, None, _head(text), error="expected a JSON array or JSON lines, found a JSON document")
+        return "array"
+    if first == "{" and not _first_line(text).rstrip().endswith("}"):
+        return "document"
+    return "lines"
+
+
+def _records(text: _Text, layout: str, first_index: int = 0) -> Iterator[RawRecord]:
+    if layout == "array":
+        return _container(text, "]", first_index)
+    if layout == "lines":
+        return _lines(text, first_index)
+    error = "expected a JSON array or JSON lines, found a JSON document"
+    return iter([_record(0, None, _head(text), error=error)])
+
+
+@dataclass(frozen=True)
+class Split:
+    """A part of a JSON array or JSON lines file: ``count`` records (all the rest when None)
+    from byte ``offset``, where record ``first_index`` of the file starts (0: the file start).
+    ``layout`` ("array" or "lines") says how to read on from the middle of the file."""
+
+    offset: int
+    first_index: int
+    count: int | None
+    layout: str
+
+
+def scan_splits(stream: BinaryIO, split_bytes: int, chunk_size: int = CHUNK_SIZE) -> list[Split]:
+    """Splits of about ``split_bytes`` covering every record of the file, in order.
+
+    The whole file is read once, as ``read_records`` reads it, holding one element at a time.
+    A split starts at an element (or line) at least ``split_bytes`` after the previous split's
+    start, so a record over ``split_bytes`` is a split of its own.
+    """
+    text = _Text(stream, chunk_size, encoding="latin-1")  # one character per byte
+    while len(text.buf) < len(codecs.BOM_UTF8) and text.more():
+        pass
+    if text.buf.startswith(codecs.BOM_UTF8.decode("latin-1")):
+        text.pos = len(codecs.BOM_UTF8)
+    layout = _layout(text)
+    splits = []
+    offset, first_index = 0, 0
+    for record in _records(text, layout):
+        # Error records after the last element (a missing bracket, trailing data) keep the
+        # start of that element, so they never open a split.
+        if text.record_start - offset >= split_bytes and record.index > first_index:
+            splits.append(Split(offset, first_index, record.index - first_index, layout))
+            offset, first_index = text.record_start, record.index
+    splits.append(Split(offset, first_index, None, layout))
+    return splits
+
+
+def read_split(stream: BinaryIO, split: Split, chunk_size: int = CHUNK_SIZE) -> Iterator[RawRecord]:
+    """The records of ``split``, from a stream positioned at ``split.offset``; the same records
+    ``read_records`` gives for that part of the file."""
+    if split.offset == 0:
+        records = read_records(stream, chunk_size)
     else:
-        yield from _lines(text)
+        # Plain UTF-8 from the middle of the file: a U+FEFF there is text, not a BOM.
+        records = _records(_Text(stream, chunk_size, encoding="utf-8"), split.layout, split.first_index)
+    return records if split.count is None else islice(records, split.count)
 
 
 def read_json_object(stream: BinaryIO, field: str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[RawRecord]:
