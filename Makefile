@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DIST ?= dist
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench dist clean
 
 install: $(STAMP)
 
@@ -20,11 +21,25 @@ demo: install
 	$(BIN)/framelake validate --config conf/local.yaml
 	$(BIN)/framelake run --config conf/local.yaml
 
-test: install
+# Headless Chromium renders the run report in tests/test_report.py (skipped where apt is missing).
+browser:
+	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: install browser
 	$(BIN)/python -m pytest -q tests
 
 bench: install
 	$(BIN)/python -m bench
+
+# What a cluster needs (README, "Running on a cluster"): the wheel, to pip install where the
+# driver and executors run, and the --py-files archive: the wheel's packages as one zip, for
+# clusters whose Python already has the dependencies.
+dist: install
+	rm -rf $(DIST) build
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+	$(BIN)/python -m zipfile -e $(DIST)/framelake-*.whl build/pyfiles
+	cd build/pyfiles && $(abspath $(BIN)/python) -m zipfile -c $(abspath $(DIST))/framelake-pyfiles.zip framelake jobs udfs
 
 clean:
 	rm -rf lake dist build *.egg-info

@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from framelake.config import Config, SparkSettings, load_config
+from framelake.config import STAGES, Config, SparkSettings, load_config
 from framelake.lake import Lake
+from framelake.progress import Progress
 from framelake.storage import Storage
 
-# Defaults for a session framelake creates itself; a given spark.conf overrides them.
+# Defaults for a session framelake creates itself; spark.conf and spark-submit's --conf override them.
 _LOCAL_DEFAULTS = {
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
@@ -20,24 +24,40 @@ _LOCAL_DEFAULTS = {
 
 
 def get_spark(settings: SparkSettings, app_name: str = "framelake"):
-    """The active session (spark-submit, Databricks, notebooks) or a new one from settings."""
+    """The active session (Databricks, notebooks, a Connect client that made one) or a new
+    one: a Spark Connect session to ``settings.remote`` (``spark.remote`` or ``SPARK_REMOTE``),
+    else a classic one on ``settings.master``. Under spark-submit, its ``--master`` and
+    ``--conf`` win over the config's."""
     from pyspark.sql import SparkSession
 
+    # Under Connect (SPARK_CONNECT_MODE_ENABLED) this asks the Connect client, never a JVM.
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    # Executors must run the same interpreter (and so the same installed packages) as us.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name)
     if settings.remote:
-        builder = builder.remote(settings.remote)
+        # The server owns master, executors and their Python; a client sets SQL settings only.
+        builder = SparkSession.builder.remote(settings.remote)
+        wanted = {"spark.app.name": app_name, **settings.conf}
     else:
-        builder = builder.master(settings.master)
-        for key, value in _LOCAL_DEFAULTS.items():
+        # Executors must run the same interpreter (and so the same installed packages) as us.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = SparkSession.builder
+        wanted = {"spark.master": settings.master, "spark.app.name": app_name, **_LOCAL_DEFAULTS, **settings.conf}
+    given = _spark_submit_conf()
+    for key, value in wanted.items():
+        if key not in given:
             builder = builder.config(key, value)
-    for key, value in settings.conf.items():
-        builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def _spark_submit_conf() -> dict[str, str]:
+    """The settings spark-submit was given, when it started this driver (and its JVM)."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return {}
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # attaches to spark-submit's JVM, whose properties hold them
+    return dict(SparkConf().getAll())
 
 
 @dataclass
@@ -46,12 +66,14 @@ class Context:
     spark: object
     storage: Storage
     lake: Lake
+    progress: Progress = field(default_factory=Progress.quiet)  # the CLI and spark-submit show it
 
     @classmethod
-    def create(cls, config: Config, spark=None) -> "Context":
+    def create(cls, config: Config, spark=None, progress: Progress | None = None) -> "Context":
         spark = spark or get_spark(config.spark)
         storage = Storage(config.storage)
-        return cls(config=config, spark=spark, storage=storage, lake=Lake(config.lake, storage, spark))
+        lake = Lake(config.lake, storage, spark, catalog=config.catalog)
+        return cls(config=config, spark=spark, storage=storage, lake=lake, progress=progress or Progress.quiet())
 
 
 def stage_main(stage_run, argv: list[str] | None = None) -> None:
@@ -59,8 +81,12 @@ def stage_main(stage_run, argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=stage_run.__module__)
     parser.add_argument("--config", required=True, help="framelake YAML config (local or s3://)")
     args = parser.parse_args(argv)
-    context = Context.create(load_config(args.config))
-    print(stage_run(context).summary())
+    context = Context.create(load_config(args.config), progress=Progress(sys.stdout))
+    stage = Path(inspect.getfile(stage_run)).stem  # spark-submit runs jobs/<stage>.py as __main__
+    # A single stage is shown here; the pipeline shows each of its stages itself.
+    with context.progress.stage(stage) if stage in STAGES else contextlib.nullcontext():
+        result = stage_run(context)
+    print(result.summary())
 
 
 @dataclass

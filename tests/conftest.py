@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 os.chdir(REPO)
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+# Spark binds to the machine's network address unless told otherwise; tests stay on loopback.
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 TEST_ACCESS_KEY = "FRAMELAKETESTKEY0001"
 TEST_SECRET_KEY = "framelake-test-secret-0001-do-not-leak"
@@ -58,7 +60,7 @@ def demo_run(spark, tmp_path_factory):
     return ctx, results
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -69,7 +71,7 @@ def s3_endpoint():
     """A real S3-API server (moto in server mode) on 127.0.0.1, with a test bucket."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
