@@ -150,7 +150,9 @@ class Lake:
         table = self.delta_table(name)
         if table is None:
             return TABLES[name].empty_table() if columns is None else TABLES[name].empty_table().select(columns)
-        return pa.table(table.to_pyarrow_table(columns=columns))
+        # On this thread: a process whose Arrow thread pool read through delta-rs's S3 filesystem
+        # can abort at exit ("terminate called without an active exception"), work all done.
+        return pa.table(table.to_pyarrow_dataset().to_table(columns=columns, use_threads=False))
 
     # -- writes --------------------------------------------------------------------------
     def write(self, name: str, df, mode: str = "overwrite") -> int:

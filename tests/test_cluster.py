@@ -21,7 +21,6 @@ import boto3
 import pyspark
 import pytest
 import yaml
-from deltalake import DeltaTable
 
 from framelake.config import CatalogSettings, ConfigError, load_config, parse_config
 from framelake.lake import Lake, delta_spark_available
@@ -121,15 +120,15 @@ def bare_python(tmp_path_factory) -> str:
     return str(python)
 
 
-def assert_same_tables(lake_root: str, demo_ctx, storage_options: dict | None = None) -> None:
-    """Every table has the demo run's row count, and ``samples`` its sample ids."""
-    def table(name):
-        return DeltaTable(f"{lake_root}/tables/{name}", storage_options=storage_options).to_pyarrow_table()
+def assert_same_tables(lake: Lake, demo_ctx) -> None:
+    """Every table, read back with delta-rs, has the demo run's row count, and ``samples`` its
+    sample ids."""
+    def sample_ids(of: Lake) -> list[str]:
+        return sorted(of.read_arrow("samples", ["sample_id"]).column("sample_id").to_pylist())
 
     for name in TABLES:
-        assert table(name).num_rows == demo_ctx.lake.info(name).rows, name
-    demo_ids = demo_ctx.lake.read_arrow("samples", ["sample_id"]).column("sample_id").to_pylist()
-    assert sorted(table("samples").column("sample_id").to_pylist()) == sorted(demo_ids)
+        assert lake.read_arrow(name).num_rows == demo_ctx.lake.info(name).rows, name
+    assert sample_ids(lake) == sample_ids(demo_ctx.lake)
 
 
 # -- make dist ---------------------------------------------------------------------------------
@@ -193,7 +192,7 @@ def test_standalone_cluster_runs_the_archive_with_the_local_result(demo_run, dis
     assert "[pipeline]" in output
     for worker in workers:  # the master gave each worker an executor of the run
         assert "Asked to launch executor" in worker.read_text(), worker.stem
-    assert_same_tables(str(lake), demo_ctx)
+    assert_same_tables(Lake(str(lake), Storage()), demo_ctx)
 
 
 # -- Spark Connect -----------------------------------------------------------------------------
@@ -217,7 +216,7 @@ def test_spark_connect_runs_the_pipeline_with_the_local_result(demo_run, spark_p
         # The server's setting: framelake's client only asks for its own session.
         "--conf", "spark.sql.shuffle.partitions=8",
         "spark-internal",
-    ], {"PYSPARK_PYTHON": sys.executable})
+    ])
     spark_processes.wait_for(server, "Spark Connect server started")
 
     lake = tmp_path / "lake"
@@ -226,7 +225,7 @@ def test_spark_connect_runs_the_pipeline_with_the_local_result(demo_run, spark_p
     assert code == 0, output[-4000:]
     assert "engine: delta-rs" in output
     assert "Spark Connect - session_id" in server.read_text()  # the stages' jobs ran on the server
-    assert_same_tables(str(lake), demo_ctx)
+    assert_same_tables(Lake(str(lake), Storage()), demo_ctx)
 
 
 # -- everything on S3 --------------------------------------------------------------------------
@@ -261,18 +260,17 @@ def test_pipeline_with_everything_on_s3_leaves_no_local_files(demo_run, s3_stora
         # The endpoint is only in the config on S3; reading that config needs it from here.
         "AWS_ENDPOINT_URL": s3_storage_section["endpoint_url"],
         "TMPDIR": str(temp), "SPARK_LOCAL_DIRS": str(temp),
-        "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
     }, cwd=workdir)
     assert code == 0, output[-4000:]
     assert TEST_SECRET_KEY not in output
 
     lake = Lake(raw["lake"], Storage(StorageOptions.from_config(s3_storage_section)))
-    assert_same_tables(lake.root, demo_ctx, lake.delta_options)
+    assert_same_tables(lake, demo_ctx)
     stored = [uri for name in ("videos", "frames") for uri in lake.read_arrow(name, ["uri"]).column("uri").to_pylist()]
     stored += lake.read_arrow("shards", ["shard_path"]).column("shard_path").to_pylist()
     assert stored and all(uri.startswith(f"s3://{BUCKET}/") for uri in stored)
-    assert [p for p in temp.rglob("*")] == []
-    assert [p for p in workdir.rglob("*")] == []
+    assert list(temp.rglob("*")) == []
+    assert list(workdir.rglob("*")) == []
 
 
 # -- Databricks: native Delta and catalog names --------------------------------------------------

@@ -11,6 +11,8 @@ import runpy
 import jupytext
 import matplotlib.pyplot as plt
 
+from framelake.lake import Lake
+from framelake.storage import Storage
 from tests.conftest import REPO
 from tests.test_cluster import assert_same_tables
 from udfs.schemas import TABLES
@@ -50,7 +52,7 @@ def test_stage_notebooks_build_the_lake_in_jupyter(demo_run, spark, tmp_path, mo
     for name in STAGE_NOTEBOOKS:
         namespace = run_like_jupyter(NOTEBOOKS / name)
         assert namespace["ctx"].spark.sparkContext.applicationId == spark.sparkContext.applicationId, name
-    assert_same_tables(str(tmp_path / "lake"), demo_ctx)
+    assert_same_tables(Lake(str(tmp_path / "lake"), Storage()), demo_ctx)
 
 
 def test_pipeline_notebook_runs_as_a_script_and_plots_token_lengths(demo_run, spark, tmp_path, monkeypatch, capsys):
@@ -59,7 +61,7 @@ def test_pipeline_notebook_runs_as_a_script_and_plots_token_lengths(demo_run, sp
     monkeypatch.setenv("FRAMELAKE_LAKE", lake)
     namespace = runpy.run_path(str(NOTEBOOKS / "00_pipeline.py"), run_name="__main__")
     shown = capsys.readouterr().out
-    assert_same_tables(lake, demo_ctx)
+    assert_same_tables(Lake(lake, Storage()), demo_ctx)
     for name in TABLES:
         assert f"{name}: {lake}/tables/{name}" in shown
     axes = namespace["figure"].axes[0]

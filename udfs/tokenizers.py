@@ -14,6 +14,7 @@ tokenizer once.
 """
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import importlib.util
@@ -373,9 +374,13 @@ def load_counter(spec: str) -> TokenCounter:
     if family is None:
         return TokenCounter(tokenizer=tokenizer, encoding=None, added_tokens=added)
     import tiktoken
-    from tiktoken.load import load_tiktoken_bpe
 
-    ranks = load_tiktoken_bpe(str(family.source_path()))
+    # The file's own format (base64 token, rank); tiktoken's loader would also copy it into a
+    # cache under $TMPDIR.
+    ranks = {
+        base64.b64decode(token): int(rank)
+        for token, rank in (line.split() for line in family.source_path().read_bytes().splitlines() if line)
+    }
     encoding = tiktoken.Encoding(
         name=family.name,
         pat_str=family.pattern,
