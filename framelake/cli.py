@@ -1,27 +1,59 @@
-"""The ``framelake`` command: run, validate, inspect, report."""
+"""The ``framelake`` command: run, validate, inspect, report, vacuum."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
+import traceback
 
 from framelake.config import STAGES, Config, ConfigError, load_config
+from framelake.lock import LakeConflictError, LakeLockedError, LakeLockLostError, lake_lock
+
+# Exit codes of ``framelake run`` (also in its --help and the README).
+EXIT_OK = 0  # done; bad records and videos are rows with reasons, not failures
+EXIT_USAGE = 2  # bad arguments or config
+EXIT_FAILED = 3  # infrastructure: lake, storage, Spark; tables keep their last commits, rerun to resume
+EXIT_REJECTS = 4  # done, but more records were rejected than --max-reject-rate allows
+EXIT_LAKE_BUSY = 5  # another run holds the lake, or another writer keeps changing its tables
+RUN_EXIT_CODES = f"""exit codes:
+  {EXIT_OK}  done (rejected records and failed videos are rows with reasons, not errors)
+  {EXIT_USAGE}  bad arguments or config
+  {EXIT_FAILED}  infrastructure failure (lake or storage unreachable, Spark job failed): the
+     tables keep their last commits; the same command resumes. Traceback with --debug
+     or FRAMELAKE_DEBUG=1
+  {EXIT_REJECTS}  done, but the reject rate is over --max-reject-rate
+  {EXIT_LAKE_BUSY}  the lake is in use: another run holds its lock (or took it over), or
+     another writer kept changing its tables; nothing of this run is lost, rerun later"""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="framelake", description="Video instruction-tuning data on Spark + Delta")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the pipeline (or some stages)")
+    run = commands.add_parser("run", help="run the pipeline (or some stages)", epilog=RUN_EXIT_CODES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--config", required=True)
     run.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    run.add_argument("--max-reject-rate", type=_fraction, metavar="R",
+                     help=f"exit {EXIT_REJECTS} when over this fraction (0..1) of the annotation records "
+                          "were rejected (the whole samples and rejects tables)")
+    run.add_argument("--debug", action="store_true", help="print the traceback of a failure")
     for name, help_text in (("validate", "check config, paths, tokenizers and ffmpeg"),
                             ("inspect", "row count, version and size of each table, and its history"),
-                            ("report", "write the HTML report of the latest run (or --run)")):
+                            ("report", "write the HTML report of the latest run (or --run)"),
+                            ("vacuum", "remove files no table references: Parquet of killed writes, "
+                                       "orphaned frame JPEGs and shard files")):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--config", required=True)
     commands.choices["inspect"].add_argument("--history", type=int, default=5, metavar="N",
                                              help="versions shown per table (default 5, 0 for none)")
+    commands.choices["inspect"].add_argument("--checksum", action="store_true",
+                                             help="also an order-independent checksum of each table's rows "
+                                                  "(reads every row)")
+    commands.choices["vacuum"].add_argument(
+        "--retention-hours", type=int, default=None, metavar="H",
+        help="keep unreferenced files younger than this: a running write's files are (default 168)")
+    commands.choices["vacuum"].add_argument("--dry-run", action="store_true", help="list, do not delete")
     commands.choices["report"].add_argument("--run", help="run id (a file name under <lake>/runs/, without .json)")
     args = parser.parse_args(argv)
     try:
@@ -29,25 +61,68 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"framelake: config error: {err}", file=sys.stderr)
         return 2
-    commands_run = {"run": cmd_run, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report}
+    commands_run = {"run": cmd_run, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report,
+                    "vacuum": cmd_vacuum}
     return commands_run[args.command](config, args)
 
 
-def cmd_run(config: Config, args) -> int:
-    from framelake.progress import Progress
-    from framelake.runtime import Context
-    from jobs.pipeline import run_pipeline, summary
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1")
+    return value
 
+
+def cmd_run(config: Config, args) -> int:
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad:
         print(f"framelake: --stages: unknown stage {bad[0]!r} (known: {', '.join(STAGES)})", file=sys.stderr)
-        return 2
-    ctx = Context.create(config, progress=Progress(sys.stdout))
-    results, report = run_pipeline(ctx, stages)
-    print(summary(ctx, results))
-    print(f"report: {report}")
-    return 0
+        return EXIT_USAGE
+    try:
+        from framelake.progress import Progress
+        from framelake.runtime import Context
+        from jobs.pipeline import run_pipeline, summary
+
+        ctx = Context.create(config, progress=Progress(sys.stdout))
+        results, report = run_pipeline(ctx, stages)
+        print(summary(ctx, results))
+        print(f"report: {report}")
+        rejected, records = reject_counts(ctx.lake)
+    except (LakeLockedError, LakeLockLostError, LakeConflictError) as err:  # their messages say what to do
+        print(f"framelake: {err}", file=sys.stderr)
+        return EXIT_LAKE_BUSY
+    except Exception as err:  # any failure here is the run's, not a record's: those are rows
+        if args.debug or os.environ.get("FRAMELAKE_DEBUG"):
+            traceback.print_exc()
+        print(f"framelake: run failed: {one_line(err)}", file=sys.stderr)
+        return EXIT_FAILED
+    rate = rejected / records if records else 0.0
+    if args.max_reject_rate is not None and rate > args.max_reject_rate:
+        print(f"framelake: reject rate {rate:.3f} ({rejected} of {records} records) is over "
+              f"--max-reject-rate {args.max_reject_rate}", file=sys.stderr)
+        return EXIT_REJECTS
+    return EXIT_OK
+
+
+def reject_counts(lake) -> tuple[int, int]:
+    """(records rejected, records in) over the whole ``rejects`` and ``samples`` tables."""
+    rejected = lake.info("rejects").rows
+    return rejected, rejected + lake.info("samples").rows
+
+
+def one_line(err: BaseException) -> str:
+    """The error's type and the first line of its message (Spark's run to pages), at most 300
+    characters. py4j's line naming the JVM method called says nothing: the next one is taken;
+    a task's Python error is told by the last line of its traceback."""
+    message = str(err).strip()
+    if "Traceback (most recent call last):" in message:
+        message = message.rsplit("Traceback (most recent call last):", 1)[1]
+        message = [line for line in message.splitlines() if line.strip() and not line[0].isspace()][-1]
+    lines = [line.lstrip(": ") for line in message.splitlines()
+             if line.strip() and not line.startswith("An error occurred while calling")]
+    text = f"{type(err).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def cmd_validate(config: Config, args) -> int:
@@ -107,11 +182,12 @@ def cmd_inspect(config: Config, args) -> int:
 
     lake = Lake(config.lake, Storage(config.storage))
     print(f"lake: {lake.root}")
-    print(f"{'table':<14} {'rows':>10} {'version':>8} {'files':>6} {'bytes':>12}")
+    print(f"{'table':<14} {'rows':>10} {'version':>8} {'files':>6} {'bytes':>12}" + ("  checksum" * args.checksum))
     for name in TABLES:
         info = lake.info(name)
         version = "-" if info.version is None else str(info.version)
-        print(f"{name:<14} {info.rows:>10} {version:>8} {info.files:>6} {info.bytes:>12}")
+        checksum = f"  {lake.checksum(name).split(':')[1]}" if args.checksum else ""
+        print(f"{name:<14} {info.rows:>10} {version:>8} {info.files:>6} {info.bytes:>12}{checksum}")
     if args.history > 0:
         print(f"history, newest first (at most {args.history} versions per table):")
         for name in TABLES:
@@ -144,6 +220,29 @@ def cmd_report(config: Config, args) -> int:
         print(f"framelake: no run recorded under {lake.uri('runs')}: the report has no stage timings",
               file=sys.stderr)
     print(f"report: {write_report(config, lake, run)}")
+    return 0
+
+
+def cmd_vacuum(config: Config, args) -> int:
+    """Delete what no table references; with a retention, only what a running write cannot own."""
+    from framelake.lake import DEFAULT_RETENTION_HOURS, Lake
+    from framelake.storage import Storage
+
+    lake = Lake(config.lake, Storage(config.storage))
+    hours = DEFAULT_RETENTION_HOURS if args.retention_hours is None else args.retention_hours
+    try:
+        with lake_lock(lake.storage, lake.root):  # no run writes files while they are judged orphans
+            result = lake.vacuum(hours, dry_run=args.dry_run)
+    except LakeLockedError as err:
+        print(f"framelake: {err}", file=sys.stderr)
+        return EXIT_LAKE_BUSY
+    verb = "would remove" if args.dry_run else "removed"
+    for name, files in result.table_files.items():
+        print(f"{name:<14} {verb} {len(files)} file(s)")
+    print(f"{'objects':<14} {verb} {len(result.objects)} frame or shard file(s)")
+    for uri in result.objects:
+        print(f"  {uri}")
+    print(f"{verb} {result.count} file(s) older than {hours:g} h that no table references")
     return 0
 
 

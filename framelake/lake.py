@@ -12,6 +12,8 @@ This is the only module that knows Delta. Two engines, one behaviour:
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -23,8 +25,10 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from framelake.storage import Storage, is_s3
+from framelake.failpoints import failpoint
+from framelake.storage import Storage, is_s3, split_s3
 from udfs.schemas import TABLES, to_spark_schema
 
 if TYPE_CHECKING:
@@ -33,6 +37,23 @@ if TYPE_CHECKING:
 # Parquet files roll over at this many rows, bounding executor memory and file size.
 ROWS_PER_FILE = 500_000
 _ADDED_FILE = "path string, size long, num_records long, modification_time long"
+# Columns whose values differ between two runs that made the same rows: left out of checksums.
+RUN_DEPENDENT_COLUMNS = {"videos": {"elapsed_s"}}  # wall time ffmpeg took
+# Delta's default retention: files younger than this may belong to a write still running.
+DEFAULT_RETENTION_HOURS = 168
+
+
+@dataclass(frozen=True)
+class VacuumResult:
+    """What ``Lake.vacuum`` removed (or, on a dry run, would remove): URIs per table, and the
+    frame and shard objects no table row references."""
+
+    table_files: dict[str, list[str]]
+    objects: list[str]
+
+    @property
+    def count(self) -> int:
+        return sum(len(files) for files in self.table_files.values()) + len(self.objects)
 
 
 @dataclass(frozen=True)
@@ -114,7 +135,6 @@ class Lake:
     def delta_table(self, name: str):
         """The ``deltalake.DeltaTable`` of a table, or None if it does not exist yet."""
         from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
 
         # Not DeltaTable.is_deltatable: on S3 it hangs for a table that does not exist yet.
         try:
@@ -146,13 +166,26 @@ class Lake:
         )
 
     def read_arrow(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        """The table on the driver, through delta-rs (independent of Spark)."""
+        """The table on the driver: the files its Delta log lists (independent of Spark)."""
+        return pa.Table.from_batches(list(self.arrow_batches(name, columns)), schema=_columns(name, columns))
+
+    def arrow_batches(self, name: str, columns: list[str] | None = None):
+        """The table's rows on the driver, batch by batch, from the files its log lists. Read
+        with pyarrow, not through delta-rs's filesystem: a process that read through that can
+        abort at exit ("terminate called without an active exception"), work all done, local
+        tables included."""
         table = self.delta_table(name)
-        if table is None:
-            return TABLES[name].empty_table() if columns is None else TABLES[name].empty_table().select(columns)
-        # On this thread: a process whose Arrow thread pool read through delta-rs's S3 filesystem
-        # can abort at exit ("terminate called without an active exception"), work all done.
-        return pa.table(table.to_pyarrow_dataset().to_table(columns=columns, use_threads=False))
+        schema = _columns(name, columns)
+        if table is not None and table.protocol().reader_features:
+            # Reader features (deletion vectors, column mapping: Databricks' defaults) change what
+            # the files mean: delta-rs reads them, or says it cannot.
+            dataset = table.to_pyarrow_dataset().to_table(columns=schema.names, use_threads=False)
+            yield from dataset.cast(schema).to_batches()
+            return
+        for uri in table.file_uris() if table is not None else []:
+            with self.storage.local_copy(uri) as local:
+                for batch in pq.ParquetFile(local).iter_batches(batch_size=8192, columns=schema.names, use_threads=False):
+                    yield from pa.Table.from_batches([batch]).cast(schema).to_batches()
 
     # -- writes --------------------------------------------------------------------------
     def write(self, name: str, df, mode: str = "overwrite") -> int:
@@ -170,6 +203,7 @@ class Lake:
                 self.spark.sql(self.register_sql(name))
             return self.delta_table(name).version()
         added = df.mapInArrow(ParquetPartWriter(self.storage, self.table_uri(name), schema), _ADDED_FILE).collect()
+        failpoint("lake.before_commit")
         return self.commit(name, [row.asDict() for row in added], mode)
 
     def commit(self, name: str, added_files: list[dict], mode: str) -> int:
@@ -186,14 +220,35 @@ class Lake:
         ]
         schema = TABLES[name]
         table = self.delta_table(name)
-        if table is None:
-            create_table_with_add_actions(
-                self.table_uri(name), Schema.from_arrow(schema), actions, mode="append",
-                name=name, storage_options=self.delta_options,
-            )
-        else:
-            table.create_write_transaction(actions, mode=mode, schema=schema)
+        try:
+            if table is None:
+                create_table_with_add_actions(
+                    self.table_uri(name), Schema.from_arrow(schema), actions, mode="append",
+                    name=name, storage_options=self.delta_options,
+                )
+            else:
+                table.create_write_transaction(actions, mode=mode, schema=schema)
+        except (DeltaError, OSError):  # delta-rs raises a store's errors as OSError
+            # A store can apply a commit and lose the response (S3: a 500 after the write); the
+            # retried conditional PUT then finds the version taken and delta-rs reports a conflict
+            # with what is in fact this very commit. Its files, uuid-named, tell it apart.
+            landed = self._version_adding(name, {f["path"] for f in added_files},
+                                          after=-1 if table is None else table.version())
+            if landed is None:
+                raise
+            return landed
         return self.delta_table(name).version()
+
+    def _version_adding(self, name: str, paths: set[str], after: int) -> int | None:
+        """The version after ``after`` whose commit adds exactly the files ``paths``, if any."""
+        table = self.delta_table(name)
+        if not paths or table is None:
+            return None
+        for version in range(after + 1, table.version() + 1):
+            actions = self._commit_actions(name, version) or []
+            if {a["add"]["path"] for a in actions if "add" in a} == paths:
+                return version
+        return None
 
     def delete(self, name: str, predicate: str) -> int | None:
         """Delete the rows matching a SQL ``predicate`` in one Delta commit. Returns the new
@@ -205,7 +260,12 @@ class Lake:
             location = self._spark_path(name).replace("`", "``")
             self.spark.sql(f"DELETE FROM delta.`{location}` WHERE {predicate}")
         else:
-            table.delete(predicate)
+            try:
+                table.delete(predicate)
+            except CommitFailedError:
+                # Most likely this delete itself, applied with its response lost (see ``commit``):
+                # deleting again finds no rows if so, and the rows otherwise.
+                self.delta_table(name).delete(predicate)
         return self.delta_table(name).version()
 
     def _spark_path(self, name: str) -> str:
@@ -229,6 +289,70 @@ class Lake:
             bytes=int(pa.compute.sum(adds["size_bytes"]).as_py() or 0) if adds.num_rows else 0,
             files=adds.num_rows,
         )
+
+    def checksum(self, name: str) -> str:
+        """An order-independent digest of the table's rows: equal for two tables holding the
+        same rows (as a multiset), whatever their files or versions. Rows name the lake (frame,
+        shard and inline media URIs, and the media ids made of them), so two lakes compare only
+        at the same root. Each row is hashed as canonical JSON without ``RUN_DEPENDENT_COLUMNS``;
+        the row hashes are summed, so a duplicated row changes the digest. ``<rows>:<hex>``."""
+        excluded = RUN_DEPENDENT_COLUMNS.get(name, set())
+        total, rows = 0, 0
+        for batch in self.arrow_batches(name, [c for c in TABLES[name].names if c not in excluded]):
+            for row in batch.to_pylist():
+                text = json.dumps(row, sort_keys=True, default=str)
+                total += int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "big")
+                rows += 1
+        return f"{rows}:{total % (1 << 128):032x}"
+
+    def vacuum(self, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_run: bool = False) -> VacuumResult:
+        """Remove what no table references and is older than ``retention_hours``: Parquet files
+        of writes killed before their commit (and files earlier commits removed), frame JPEGs
+        of waves killed before their commit or of videos since redone, shard files of models
+        no longer configured. Younger files may belong to a run still writing: kept."""
+        table_files = {}
+        for name in TABLES:
+            table = self.delta_table(name)
+            if table is not None:
+                # full: also files the log never mentioned, not only those removed since a checkpoint;
+                # listed first, since a vacuum that deletes commits twice even when nothing is found
+                vacuum = functools.partial(table.vacuum, retention_hours=retention_hours,
+                                           enforce_retention_duration=False, full=True)
+                removed = vacuum(dry_run=True)
+                if removed and not dry_run:
+                    removed = vacuum(dry_run=False)
+                files = [self.uri("tables", name, path) for path in removed]
+            else:  # a first write killed before its commit: nothing here was ever committed
+                files = self._older_than(self.table_uri(name), retention_hours, lambda uri: False)
+                if not dry_run:
+                    for uri in files:
+                        self.storage.delete(uri)
+            if files:
+                table_files[name] = files
+        frames = set(self.read_arrow("frames", ["uri"]).column("uri").to_pylist())
+        shards = set(self.read_arrow("shards", ["shard_path"]).column("shard_path").to_pylist())
+        # A manifest stays while its folder holds shards a table row lists.
+        manifests = {uri.rsplit("/", 1)[0] + "/manifest.json" for uri in shards}
+        objects = self._older_than(self.uri("frames"), retention_hours, frames.__contains__)
+        objects += self._older_than(self.uri("shards"), retention_hours, (shards | manifests).__contains__)
+        if not dry_run:
+            for uri in objects:
+                self.storage.delete(uri)
+        return VacuumResult(table_files, objects)
+
+    def _older_than(self, folder: str, hours: float, referenced) -> list[str]:
+        """Objects under ``folder`` not ``referenced`` and last modified over ``hours`` ago."""
+        cutoff = time.time() - hours * 3600
+        if is_s3(folder):
+            bucket, prefix = split_s3(folder.rstrip("/") + "/")
+            found = [
+                (f"s3://{bucket}/{o['Key']}", o["LastModified"].timestamp())
+                for page in self.storage.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                for o in page.get("Contents", [])
+            ]
+        else:
+            found = [(info.uri, int(info.version) / 1e9) for info in self.storage.list_info(folder)]
+        return sorted(uri for uri, modified in found if modified < cutoff and not referenced(uri))
 
     def history(self, name: str, limit: int | None = None) -> list[TableVersion]:
         """The table's commits, newest first. Rows added are counted from each commit's add
@@ -257,6 +381,10 @@ class Lake:
         if not self.storage.exists(entry):
             return None
         return [json.loads(line) for line in self.storage.read_bytes(entry).splitlines() if line.strip()]
+
+
+def _columns(name: str, columns: list[str] | None) -> pa.Schema:
+    return TABLES[name] if columns is None else pa.schema([TABLES[name].field(c) for c in columns])
 
 
 class ParquetPartWriter:

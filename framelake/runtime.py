@@ -11,6 +11,7 @@ from pathlib import Path
 
 from framelake.config import STAGES, Config, SparkSettings, load_config
 from framelake.lake import Lake
+from framelake.lock import LakeConflictError, lake_lock
 from framelake.progress import Progress
 from framelake.storage import Storage
 
@@ -83,10 +84,35 @@ def stage_main(stage_run, argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     context = Context.create(load_config(args.config), progress=Progress(sys.stdout))
     stage = Path(inspect.getfile(stage_run)).stem  # spark-submit runs jobs/<stage>.py as __main__
-    # A single stage is shown here; the pipeline shows each of its stages itself.
-    with context.progress.stage(stage) if stage in STAGES else contextlib.nullcontext():
-        result = stage_run(context)
+    with lake_lock(context.storage, context.lake.root):
+        # A single stage is shown here; the pipeline shows each of its stages itself.
+        with context.progress.stage(stage) if stage in STAGES else contextlib.nullcontext():
+            result = rerun_on_commit_conflict(stage, stage_run, context)
     print(result.summary())
+
+
+# A stage that failed on a commit conflict is rerun from the start this many times more.
+STAGE_CONFLICT_RERUNS = 2
+
+
+def rerun_on_commit_conflict(stage: str, stage_run, ctx: "Context", echo=print) -> "StageResult":
+    """``stage_run(ctx)``, rerun when a Delta commit conflicts. Under the lake lock no other
+    framelake run writes, so a conflict is mostly this run's own commit: the store applied it,
+    lost the response, and the retried conditional PUT found the version taken (S3 does this on
+    a 500 after a write). A stage rerun is a resume: it reads what was committed and does the
+    rest. A conflict that persists is another writer's, and stops the run with that message."""
+    from deltalake.exceptions import CommitFailedError
+
+    for _ in range(STAGE_CONFLICT_RERUNS + 1):
+        try:
+            return stage_run(ctx)
+        except CommitFailedError as err:
+            conflict = err
+            echo(f"[{stage}] Delta commit conflict, rerunning the stage: {str(err).splitlines()[0]}")
+    raise LakeConflictError(
+        f"stage {stage}: Delta commits conflicted {STAGE_CONFLICT_RERUNS + 1} times in a row: another writer is "
+        f"changing tables under {ctx.lake.root} (framelake runs hold {ctx.lake.root}/_locks/run.json; other "
+        f"tools do not); rerun when it is done. Last conflict: {str(conflict).splitlines()[0]}") from conflict
 
 
 @dataclass

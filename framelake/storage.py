@@ -9,16 +9,23 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import glob
+import io
 import os
+import random
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 from urllib.parse import urlparse
 
 _CLIENTS: dict["StorageOptions", object] = {}
 _CLIENTS_LOCK = threading.Lock()
+# Per request: connecting, and waiting for the next bytes of a response. A store answering
+# slowly (seconds) stays well within; a dead connection is dropped and retried.
+CONNECT_TIMEOUT_S = 10
+READ_TIMEOUT_S = 60
 
 
 def is_s3(uri: str) -> bool:
@@ -66,8 +73,15 @@ class StorageOptions:
             "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
             "AWS_SESSION_TOKEN": self.session_token,
             "AWS_ALLOW_HTTP": "true" if self.allow_http else None,
-            # Retries with backoff for flaky stores; the object store's defaults are 10 and 3 min.
+            # The same bounds as boto3's: requests retried on 5xx, resets and timeouts with
+            # exponential backoff (not a body cut off mid-transfer: object_store gives up on
+            # that), and a whole-request timeout that a store answering in seconds stays within.
             "max_retries": str(self.max_attempts),
+            "retry_timeout": "180s",
+            "backoff_config.init_backoff": "200ms",
+            "backoff_config.max_backoff": "10s",
+            "connect_timeout": f"{CONNECT_TIMEOUT_S}s",
+            "timeout": f"{READ_TIMEOUT_S}s",
         }
         return {k: v for k, v in options.items() if v}
 
@@ -110,9 +124,13 @@ class Storage:
             aws_secret_access_key=o.secret_access_key,
             aws_session_token=o.session_token,
             config=Config(
-                retries={"max_attempts": o.max_attempts, "mode": "adaptive"},
-                connect_timeout=10,
-                read_timeout=60,
+                # "standard": 500/502/503/504, throttling, resets and timeouts retried with
+                # exponential backoff and jitter. Not "adaptive": its client-side rate limiter is
+                # per process and slows every later request of an executor after a few 503s.
+                retries={"max_attempts": o.max_attempts, "mode": "standard"},
+                connect_timeout=CONNECT_TIMEOUT_S,
+                read_timeout=READ_TIMEOUT_S,
+                tcp_keepalive=True,
                 s3={"addressing_style": "path"} if o.endpoint_url else None,
             ),
         )
@@ -122,9 +140,7 @@ class Storage:
         """A binary stream of the object from byte ``offset``; S3 bodies stream without loading
         the whole object (a range request when ``offset`` is set)."""
         if is_s3(uri):
-            bucket, key = split_s3(uri)
-            ranged = {"Range": f"bytes={offset}-"} if offset else {}
-            return self.s3.get_object(Bucket=bucket, Key=key, **ranged)["Body"]
+            return io.BufferedReader(_ResumableBody(self, uri, offset), buffer_size=1 << 20)
         stream = open(uri, "rb")
         stream.seek(offset)
         return stream
@@ -268,3 +284,50 @@ class Storage:
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(uri)
+
+
+class _ResumableBody(io.RawIOBase):
+    """An S3 object's body that survives a connection broken mid-transfer: botocore retries
+    requests, never a body already streaming, so a failed read reopens the object where it
+    stopped (a range request, bounded attempts with backoff). ``If-Match`` pins the version
+    first read: an object replaced meanwhile fails the read instead of mixing two versions."""
+
+    def __init__(self, storage: Storage, uri: str, offset: int):
+        self.storage = storage
+        self.bucket, self.key = split_s3(uri)
+        self.offset = offset
+        self.etag = None
+        self.body = self._open()
+
+    def _open(self):
+        pinned = {"IfMatch": self.etag} if self.etag else {}
+        ranged = {"Range": f"bytes={self.offset}-"} if self.offset else {}
+        response = self.storage.s3.get_object(Bucket=self.bucket, Key=self.key, **ranged, **pinned)
+        self.etag = response["ETag"]
+        return response["Body"]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        from botocore.exceptions import BotoCoreError
+        from urllib3.exceptions import HTTPError
+
+        for attempt in range(self.storage.options.max_attempts):
+            try:
+                data = self.body.read(len(buffer))
+                break
+            except (BotoCoreError, HTTPError, OSError):  # a reset, a truncated body, a read timeout
+                if attempt + 1 == self.storage.options.max_attempts:
+                    raise
+                self.body.close()
+                time.sleep(min(0.2 * 2**attempt, 5.0) * random.uniform(0.5, 1.0))
+                self.body = self._open()
+        buffer[: len(data)] = data
+        self.offset += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.body.close()
+        super().close()

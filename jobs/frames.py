@@ -22,6 +22,7 @@ import pyarrow as pa
 from pyspark.sql import functions as F
 
 from framelake.config import FramesSettings
+from framelake.failpoints import failpoint
 from framelake.runtime import Context, StageResult, stage_main
 from framelake.storage import Storage
 from udfs.schemas import FRAMES, VIDEOS, to_spark_schema
@@ -180,6 +181,7 @@ def commit_wave(ctx: Context, extracted, replaced_ids: list[str]) -> None:
     rows = extracted.coalesce(1)  # a wave's rows are few: one file per table and wave
     new_frames = rows.select("video_id", F.explode("frames").alias("f")).select("video_id", "f.*")
     ctx.lake.write("frames", new_frames, mode="append")
+    failpoint("frames.between_commits")
     if replaced_ids:
         ctx.lake.delete("videos", sql_in("video_id", replaced_ids))
     ctx.lake.write("videos", rows.select(*VIDEOS.names), mode="append")

@@ -21,6 +21,7 @@ import pyarrow as pa
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
+from framelake.failpoints import failpoint
 from framelake.runtime import Context, StageResult, stage_main
 from framelake.storage import Storage
 from jobs.frames import sql_in
@@ -195,6 +196,7 @@ def write_normalized(ctx: Context, units: list[WorkUnit], mode: str) -> list:
         numbered = number_repeated_ids(normalized, split_files) if split_files else normalized
         rows = apply_where(numbered, ctx.config.sources)
         ctx.lake.write("samples", rows.where(F.col("reason").isNull()).select(*SAMPLES.names), mode)
+        failpoint("normalize.after_samples")
         rejects = rows.where(F.col("reason").isNotNull()).withColumn("stage", F.lit("normalize"))
         ctx.lake.write("rejects", rejects.select(*REJECTS.names), mode)
         return rows.groupBy("source", "source_file").agg(

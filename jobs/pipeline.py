@@ -8,7 +8,8 @@ from dataclasses import asdict
 
 from framelake.config import STAGES
 from framelake.report import new_run_id, save_run, write_report
-from framelake.runtime import Context, StageResult, stage_main
+from framelake.lock import lake_lock
+from framelake.runtime import Context, StageResult, rerun_on_commit_conflict, stage_main
 from jobs import frames, normalize, shards, tokens
 from udfs.schemas import TABLES
 
@@ -16,25 +17,32 @@ STAGE_RUNS = {"normalize": normalize.run, "frames": frames.run, "tokens": tokens
 
 
 def run_stages(ctx: Context, stages: list[str] = list(STAGES), echo=print) -> list[StageResult]:
+    """Run the stages in pipeline order, holding the lake's run lock (``LakeLockedError`` if
+    another run holds it)."""
     unknown = [s for s in stages if s not in STAGE_RUNS]
     if unknown:
         raise ValueError(f"unknown stage {unknown[0]!r} (known: {', '.join(STAGES)})")
     results = []
-    for stage in STAGES:  # always in pipeline order, whatever order they were given in
-        if stage in stages:
-            with ctx.progress.stage(stage):
-                results.append(STAGE_RUNS[stage](ctx))
-            echo(results[-1].summary())
+    with lake_lock(ctx.storage, ctx.lake.root) as lock:
+        for stage in STAGES:  # always in pipeline order, whatever order they were given in
+            if stage in stages:
+                lock.check()
+                with ctx.progress.stage(stage):
+                    results.append(rerun_on_commit_conflict(stage, STAGE_RUNS[stage], ctx, echo))
+                echo(results[-1].summary())
     return results
 
 
 def run_pipeline(ctx: Context, stages: list[str] = list(STAGES), echo=print) -> tuple[list[StageResult], str]:
-    """Run the stages, record the run and write its report; returns the results and the report's URI."""
+    """Run the stages, record the run and write its report; returns the results and the report's URI.
+    The lake's run lock is held throughout, under the run's id."""
     run_id, started_at = new_run_id(), _utc_now()
-    results = run_stages(ctx, stages, echo)
-    record = run_record(ctx, run_id, started_at, results)
-    save_run(ctx.lake, record)
-    return results, write_report(ctx.config, ctx.lake, record)
+    with lake_lock(ctx.storage, ctx.lake.root, run_id) as lock:
+        results = run_stages(ctx, stages, echo)
+        lock.check()
+        record = run_record(ctx, run_id, started_at, results)
+        save_run(ctx.lake, record)
+        return results, write_report(ctx.config, ctx.lake, record)
 
 
 def run_record(ctx: Context, run_id: str, started_at: str, results: list[StageResult]) -> dict:

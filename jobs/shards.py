@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from framelake.config import Config, ShardSettings
+from framelake.failpoints import failpoint
 from framelake.runtime import Context, StageResult, stage_main
 from framelake.storage import Storage
 from jobs.sample_frames import samples_with_frames
@@ -49,6 +50,7 @@ class WriteShards:
         for shard_index, shard_rows in itertools.groupby(rows, key=lambda r: r["shard_index"]):
             samples = [(row, self.frames_of(row)) for row in shard_rows]
             written = [out for fmt in self.settings.formats for out in self.write(fmt, shard_index, samples)]
+            failpoint("shards.after_first_shard")
             yield pa.RecordBatch.from_pylist(written, schema=SHARDS)
 
     def frames_of(self, row: dict) -> list[list[dict]]:

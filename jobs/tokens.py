@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from framelake.config import Config
+from framelake.failpoints import failpoint
 from framelake.runtime import Context, StageResult, stage_main
 from jobs.sample_frames import samples_with_frames
 from udfs.filters import FilterSettings, Mixture, assess
@@ -39,6 +40,7 @@ class CountTokens:
         profile = ModelProfile.from_dict(self.profile)
         counter = load_counter(profile.tokenizer)
         for batch in batches:
+            failpoint("tokens.map")
             rows = assess(profile, counter, self.filters, batch.to_pylist(), self.formats)
             if rows:
                 yield pa.RecordBatch.from_pylist(rows, schema=TOKEN_LENGTHS)

@@ -557,8 +557,6 @@ def test_emitted_records_normalize_and_emit_to_the_same_records(tmp_path, fmt, e
             (s["conversations"], [m["uri"] for m in s["media"]]) for s in stills]
 
 
-@pytest.mark.xfail(strict=True, reason="udfs.shards.to_llava writes a video given as frames as an `image` list "
-                                       "with one <image> per frame, not as the `video` list it read")
 def test_llava_video_frames_normalize_and_emit_to_the_same_record(tmp_path):
     run = normalize_fixture(tmp_path, "llava", "llava_mix.json")
     videos = [s for s in run.samples if any(m["kind"] != "image" for m in s["media"])]

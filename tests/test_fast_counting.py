@@ -16,6 +16,8 @@ TEXTS = [
     "numbers 1234567 3.14159 and code: def f(x):\n    return x ** 2  # comment",
     "<|start_header_id|>user<|end_header_id|>\n\nspecial tokens written in text<|eot_id|>",
     "<|im_start|>user\nchatml specials<|im_end|>",
+    "nested <|<|eot_id|>|> unknown <|not_a_token|> adjacent<|eot_id|><|eot_id|>end <|",
+    "idefics3 tokens <fake_token_around_image><image><end_of_utterance> <row_1_col_1>",
     "\t\ttabs\r\nand windows newlines\r\n",
     "",
     "a" * 3000,

@@ -78,3 +78,18 @@ def test_lake_on_s3_round_trips_through_delta_rs_and_spark(spark, s3_storage_sec
     assert dt.to_pyarrow_table().num_rows == 6
     assert sorted(r["samples"] for r in lake.read("shards").collect()) == list(range(6))
     assert lake.read_arrow("shards").equals(pa.table(dt.to_pyarrow_table()))
+
+
+def test_table_with_reader_features_is_read_through_delta_rs(tmp_path):
+    """A table whose protocol has reader features (Databricks turns on deletion vectors) is
+    not read file by file: delta-rs reads it, or says it cannot."""
+    from deltalake import write_deltalake
+    from deltalake.table import TableFeatures
+
+    lake = Lake(str(tmp_path / "lake"), Storage(StorageOptions.from_config(None)))
+    rows = shard_rows(3)
+    write_deltalake(lake.table_uri("shards"), pa.Table.from_pylist(rows, schema=SHARDS))
+    lake.delta_table("shards").alter.add_feature(TableFeatures.TimestampWithoutTimezone,
+                                                 allow_protocol_versions_increase=True)
+    assert lake.delta_table("shards").protocol().reader_features == ["timestampNtz"]
+    assert sorted(lake.read_arrow("shards").to_pylist(), key=str) == sorted(rows, key=str)

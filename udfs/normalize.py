@@ -24,6 +24,10 @@ from udfs.sample import RejectError, stable_hash
 
 RAW_LIMIT = 64 * 1024  # bytes of the record text kept in a reject
 REASON_LIMIT = 2000
+# The largest record normalized, in characters of its JSON text. A sample row carries its
+# record's text and turns, and Arrow batches hold rows whole: a 100 MB string would ride
+# through every stage. Real records (M3IT with its base64 images) stay far below.
+MAX_RECORD_CHARS = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,10 @@ def _normalize_record(
 ) -> Iterator[tuple[str, dict]]:
     if record.error is not None:
         yield "reject", reject_row(ctx, adapter, source_file, record.index, record.error, record.text)
+        return
+    if len(record.text) > MAX_RECORD_CHARS:
+        reason = f"record too large: {len(record.text)} characters (limit {MAX_RECORD_CHARS})"
+        yield "reject", reject_row(ctx, adapter, source_file, record.index, reason, record.text)
         return
     try:
         rows = adapter.normalize(record, source_file, ctx)

@@ -5,7 +5,9 @@ shapes agree across formats.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import posixpath
 from typing import Any, Iterable
 
@@ -36,7 +38,8 @@ def join_uri(root: str, relative: str) -> str:
 
 
 def resolve_media_path(media_root: str, path: Any) -> str:
-    """The URI of ``path`` under ``media_root``; rejects paths that could escape the root."""
+    """The URI of ``path`` under ``media_root``; rejects paths that could escape the root:
+    absolute, through ``..``, or (local roots) through a symlink resolving outside it."""
     if not isinstance(path, str) or not path.strip():
         raise RejectError(f"media path must be a non-empty string, got {type(path).__name__}")
     if "\x00" in path:
@@ -46,7 +49,17 @@ def resolve_media_path(media_root: str, path: Any) -> str:
     normalized = posixpath.normpath(path.replace("\\", "/"))
     if normalized == ".." or normalized.startswith("../"):
         raise RejectError(f"media path escapes media_root: {path[:200]!r}")
-    return join_uri(media_root, normalized)
+    uri = join_uri(media_root, normalized)
+    if "://" not in media_root:
+        root = _real_root(media_root)
+        if os.path.commonpath([root, os.path.realpath(uri)]) != root:
+            raise RejectError(f"media path escapes media_root through a symlink: {path[:200]!r}")
+    return uri
+
+
+@functools.lru_cache(maxsize=64)  # one root per source, asked once per record
+def _real_root(media_root: str) -> str:
+    return os.path.realpath(media_root)
 
 
 def make_media(kind: str, uri: str, start_s: float | None = None, end_s: float | None = None) -> dict:
@@ -73,8 +86,8 @@ def _clip_bound(value: Any, name: str) -> float | None:
         raise RejectError(f"clip {name} must be a number, got bool")
     try:
         bound = float(value)
-    except (TypeError, ValueError):
-        raise RejectError(f"clip {name} must be a number, got {value!r:.80}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float's range
+        raise RejectError(f"clip {name} must be a number, got {str(value)[:80]!r}") from None
     if not bound >= 0 or bound == float("inf"):
         raise RejectError(f"clip {name} must be a finite number >= 0, got {value!r:.80}")
     return bound

@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import socket
 import tempfile
 import unicodedata
@@ -340,6 +341,7 @@ class TokenCounter:
     nfc: bool = False
     added_tokens: int = 0  # what add_special_tokens=True adds (BOS for Llama 3, nothing for Qwen2)
     renderers: dict = field(default_factory=dict, compare=False, repr=False)  # chat template -> renderer
+    special_pattern: re.Pattern | None = None  # the encoding's special tokens, longest first
 
     def render_chat(self, messages: list[dict], template: str) -> str:
         """``messages`` as the Jinja chat ``template`` renders them (see ``SkeletonRenderer``)."""
@@ -359,10 +361,19 @@ class TokenCounter:
             return [len(ids) for ids in encoded["input_ids"]]
         if self.nfc:
             texts = [unicodedata.normalize("NFC", text) for text in texts]
-        # Special tokens written in the text (a chat template's headers) are matched, as the HF
-        # tokenizer matches its added tokens.
-        encode = self.encoding.encode
-        return [len(encode(text, allowed_special="all")) + extra for text in texts]
+        return [self._count_tiktoken(text) + extra for text in texts]
+
+    def _count_tiktoken(self, text: str) -> int:
+        """Tokens of ``text``, special tokens written in it (a chat template's headers) matched as
+        the HF tokenizer matches its added tokens. What ``encode(text, allowed_special="all")``
+        does, at half its cost: cut the text at its special tokens (one token each) and encode
+        the pieces as ordinary text, skipping tiktoken's scan for hundreds of special tokens."""
+        encode_ordinary = self.encoding.encode_ordinary
+        tokens, start = 0, 0
+        for match in self.special_pattern.finditer(text):
+            tokens += len(encode_ordinary(text[start:match.start()])) + 1
+            start = match.end()
+        return tokens + len(encode_ordinary(text[start:]))
 
 
 @functools.lru_cache(maxsize=None)
@@ -387,4 +398,7 @@ def load_counter(spec: str) -> TokenCounter:
         mergeable_ranks=ranks,
         special_tokens={token: len(ranks) + i for i, token in enumerate(family.special_tokens)},
     )
-    return TokenCounter(tokenizer=tokenizer, encoding=encoding, nfc=family.nfc, added_tokens=added)
+    # Longest first, so that of two special tokens starting at one place the longer is matched.
+    special_pattern = re.compile("|".join(re.escape(t) for t in sorted(family.special_tokens, key=len, reverse=True)))
+    return TokenCounter(tokenizer=tokenizer, encoding=encoding, nfc=family.nfc, added_tokens=added,
+                        special_pattern=special_pattern)

@@ -40,6 +40,7 @@ import ffmpeg
 import imageio_ffmpeg
 from PIL import Image, ImageOps
 
+from udfs.redact import redact
 from udfs.sampling import sample_timestamps
 
 # The protocols a source may use: local files read only local files, URLs (presigned S3) only
@@ -60,6 +61,12 @@ DEMUXERS = ",".join([
 # tables, Matroska cues): there "seek" returns exactly the frames "single_pass" does. Others
 # (MPEG-TS, ...) seek by bisecting bytes and can land after the target.
 EXACT_SEEK_DEMUXERS = ("mov", "matroska")
+# Demuxers of single pictures: a "video" they open is a still (a PNG named .mp4), refused.
+STILL_DEMUXERS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe")
+# The largest frame or image decoded, in pixels (8192x8192, above 8K UHD). Checked from the
+# header before anything is decoded: a few bytes can declare a 16000x16000 frame, which
+# decodes into gigabytes and seconds of CPU per frame.
+MAX_PIXELS = 8192 * 8192
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 # Strategy costs, in seconds: an ffmpeg run's fixed start-up (process, open, probe), and the
@@ -197,13 +204,25 @@ def input_url(src: str) -> str:
     return "file:" + os.path.abspath(src)
 
 
-def _protocols(url: str) -> str:
-    return LOCAL_PROTOCOLS if url.startswith("file:") else REMOTE_PROTOCOLS
+def _input_options(url: str) -> dict[str, str]:
+    """libavformat input options: the protocols allowed, and for http(s) how a flaky store is
+    survived: reconnect on resets, 5xx and a mid-body break (resuming with a range request),
+    backing off 0, 1, 3, 7 s, and a 30 s read timeout so a stalled connection is redone."""
+    if url.startswith("file:"):
+        return {"protocol_whitelist": LOCAL_PROTOCOLS}
+    return {"protocol_whitelist": REMOTE_PROTOCOLS, "reconnect": "1", "reconnect_on_network_error": "1",
+            "reconnect_on_http_error": "5xx", "reconnect_delay_max": "8", "rw_timeout": "30000000"}
 
 
 def _av_message(err: av.FFmpegError) -> str:
-    text = err.strerror or str(err)
+    text = redact(err.strerror or str(err))
     return text[:1].lower() + text[1:]
+
+
+def check_pixels(width: int, height: int) -> None:
+    """Refuses a frame or image over ``MAX_PIXELS``, before it is decoded."""
+    if width * height > MAX_PIXELS:
+        raise VideoError(f"frame size {width}x{height} exceeds the limit of {MAX_PIXELS} pixels")
 
 
 # -- probe -----------------------------------------------------------------------------------
@@ -217,7 +236,7 @@ def _probe(url: str, deadline: Deadline) -> ProbeInfo:
     try:
         container = av.open(
             url,
-            options={"protocol_whitelist": _protocols(url), "format_whitelist": DEMUXERS},
+            options={**_input_options(url), "format_whitelist": DEMUXERS},
             timeout=max(deadline.remaining(), 0.001),
         )
     except av.ArgumentError:  # what libavformat returns for a demuxer not on the list
@@ -237,6 +256,10 @@ def _probe_container(container: av.container.InputContainer, deadline: Deadline)
     if not videos:
         raise VideoError("no video stream")
     stream = videos[0]
+    demuxer = container.format.name.split(",")[0]
+    check_pixels(stream.width, stream.height)
+    if demuxer in STILL_DEMUXERS:
+        raise VideoError(f"a still image ({demuxer}), not a video")
     start_time_s = (container.start_time or 0) / av.time_base
     fps = float(stream.average_rate or stream.guessed_rate or 0) or None
     rotation, skips = _scan_start(container, stream, deadline)
@@ -253,7 +276,6 @@ def _probe_container(container: av.container.InputContainer, deadline: Deadline)
     n_frames = stream.frames or round(duration_s * (fps or 0))
     # Counted after the tail seek, which loads Matroska's cues.
     keyframes = sum(1 for entry in stream.index_entries if entry.is_keyframe)
-    demuxer = container.format.name.split(",")[0]
     seekable = demuxer in EXACT_SEEK_DEMUXERS and keyframes > 0
     width, height = stream.width, stream.height
     if stream.sample_aspect_ratio and stream.sample_aspect_ratio != 1:
@@ -491,7 +513,7 @@ def _frame_spec(
     dropping decoded frames before it), the probed video stream decoded at ``-skip_frame
     skip``, optionally a ``select`` filter, scaled to ``out.size``, as MJPEG in NUT. ``-f``
     forces the demuxer the probe saw, so a server cannot switch formats between runs."""
-    input_args = {"f": info["format"], "protocol_whitelist": _protocols(url)}
+    input_args = {"f": info["format"], **_input_options(url)}
     output_args = {"q:v": out.quality}
     if seek_s > 0:
         input_args["ss"] = f"{seek_s:.6f}"
@@ -694,7 +716,7 @@ def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int
 
 # -- results ---------------------------------------------------------------------------------
 def _failed(error: str, started: float, **fields) -> VideoResult:
-    return VideoResult(status="failed", error=error, elapsed_s=time.monotonic() - started, **fields)
+    return VideoResult(status="failed", error=redact(error), elapsed_s=time.monotonic() - started, **fields)
 
 
 def _finishing(result: VideoResult, frames: Iterator[Frame], started: float) -> Iterator[Frame]:
@@ -702,9 +724,9 @@ def _finishing(result: VideoResult, frames: Iterator[Frame], started: float) -> 
     try:
         yield from frames
     except VideoError as err:
-        result.status, result.error = "failed", str(err)
+        result.status, result.error = "failed", redact(str(err))
     except Exception as err:  # a bug or an odd file must fail this media item, not the job
-        result.status, result.error = "failed", f"{type(err).__name__}: {err}"
+        result.status, result.error = "failed", redact(f"{type(err).__name__}: {err}")
     finally:
         result.elapsed_s = time.monotonic() - started
 
@@ -765,6 +787,26 @@ def extract_frames(
 
 
 # -- stills and frame folders ----------------------------------------------------------------
+def _is_remote(uri: str) -> bool:
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", uri) is not None
+
+
+def _read_object(storage: Storage, uri: str) -> bytes:
+    """``storage.read_bytes``, after ``input_url``'s checks for a local path: a FIFO would
+    block the read forever, a folder or an empty file fail with a clear reason."""
+    if not _is_remote(uri):
+        input_url(uri)
+    return storage.read_bytes(uri)
+
+
+def _check_inside(folder: str, files: Sequence[str]) -> None:
+    """Refuses a local frame folder holding a symlink that resolves outside the folder."""
+    root = os.path.realpath(folder)
+    for path in files:
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            raise VideoError(f"{os.path.basename(path)}: symlink leads outside the frame folder")
+
+
 def pil_quality(qscale: int) -> int:
     """The libjpeg (PIL) quality closest to ffmpeg's ``-q:v``, so stills and video frames get
     alike JPEGs. Model: ``qscale/8`` scales libjpeg's quality-50 tables, as ``(200-2q)%`` does
@@ -778,6 +820,7 @@ def pil_quality(qscale: int) -> int:
 def _encode_image(data: bytes, max_side: int | None, quality: int) -> tuple[int, int, bytes]:
     """(width, height, JPEG) of an image file's bytes, upright (EXIF orientation), RGB."""
     with Image.open(io.BytesIO(data)) as image:
+        check_pixels(image.width, image.height)
         if max_side and image.format == "JPEG":
             image.draft("RGB", (max_side, max_side))  # decode big JPEGs at reduced size
         image = ImageOps.exif_transpose(image)
@@ -807,9 +850,11 @@ def _image_message(err: Exception) -> str:
         return str(err)
     if isinstance(err, Image.UnidentifiedImageError):
         return "not an image file"
+    if isinstance(err, Image.DecompressionBombError):  # far over PIL's own limit: refused at open
+        return f"image size exceeds the limit of {MAX_PIXELS} pixels"
     if isinstance(err, OSError) and err.strerror:
         return f"cannot read image: {err.strerror}"
-    return f"cannot read image: {type(err).__name__}: {err}"
+    return redact(f"cannot read image: {type(err).__name__}: {err}")
 
 
 def extract_image(
@@ -914,17 +959,22 @@ def extract_media(
     """Dispatch on the media ``kind`` ("video", "image", "frames_dir") of a local or ``s3://``
     URI. Videos on S3 are read by ffmpeg through a presigned URL, without a local copy.
     ``threads`` caps ffmpeg's threads for videos (see ``extract_frames``)."""
+    read_bytes = functools.partial(_read_object, storage)
     if kind == "image":
-        return extract_image(uri, max_side=max_side, quality=quality, read_bytes=storage.read_bytes)
+        return extract_image(uri, max_side=max_side, quality=quality, read_bytes=read_bytes)
     sampling = dict(fps=fps, start_s=start_s, end_s=end_s, max_frames=max_frames, max_side=max_side,
                     quality=quality, timeout_s=timeout_s)
     try:  # extract_* never raise: what is caught here is the store's listing or presigning
         if kind == "frames_dir":
             files = sorted((f for f in storage.list(uri) if f.lower().endswith(IMAGE_SUFFIXES)), key=_natural_key)
-            return extract_frames_dir(files, read_bytes=storage.read_bytes, **sampling)
+            if not _is_remote(uri):
+                _check_inside(uri, files)
+            return extract_frames_dir(files, read_bytes=read_bytes, **sampling)
         if kind == "video":
             url = storage.presigned_url(uri) if uri.startswith("s3://") else uri
             return extract_frames(url, threads=threads, **sampling)
+    except VideoError as err:
+        return VideoResult(status="failed", error=redact(str(err)))
     except Exception as err:
-        return VideoResult(status="failed", error=f"storage: {type(err).__name__}: {err}")
+        return VideoResult(status="failed", error=redact(f"storage: {type(err).__name__}: {err}"))
     return VideoResult(status="failed", error=f"unknown media kind {kind!r}")

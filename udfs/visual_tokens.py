@@ -12,6 +12,7 @@ off for video, Qwen2-VL's video processor has its own pixel bounds).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass
@@ -365,8 +366,13 @@ def visual_tokens(profile_visual: Mapping[str, Any], frame_sizes: Sequence[Seque
         raise ValueError(f"media kind {media_kind!r} has no visual tokens")
     if not frame_sizes:
         return 0
-    rule = RULES[profile_visual["rule"]]
     params = {k: v for k, v in profile_visual.items() if k not in ("rule", *OVERRIDE_KEYS)}
     params.update(profile_visual.get("video" if is_video else "image") or {})
-    sizes = [(int(size[0]), int(size[1])) for size in frame_sizes]
-    return rule.sequence(sizes, is_video, **params)
+    sizes = tuple((int(size[0]), int(size[1])) for size in frame_sizes)
+    return _sequence_tokens(profile_visual["rule"], tuple(sorted(params.items())), sizes, is_video)
+
+
+# Samples of one dataset share a few frame sizes and frame counts: the rules run once for each.
+@functools.lru_cache(maxsize=65536)
+def _sequence_tokens(rule: str, params: tuple[tuple[str, Any], ...], sizes: tuple[FrameSize, ...], is_video: bool) -> int:
+    return RULES[rule].sequence(list(sizes), is_video, **dict(params))

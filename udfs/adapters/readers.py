@@ -143,6 +143,8 @@ class _Text:
                 value, end = _DECODER.raw_decode(self.buf, start)
             except json.JSONDecodeError as exc:
                 error = f"invalid JSON: {exc.msg} (offset {exc.pos - start})"
+            except (ValueError, RecursionError) as exc:
+                error = _unparsable(exc)
             else:
                 after = _NOT_WS.search(self.buf, end)
                 if after is None and not self.eof:
@@ -170,7 +172,7 @@ class _Text:
         while True:
             try:
                 key, end = _DECODER.raw_decode(self.buf, start)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 if _element_end(self.buf, start, "}") is None and self.more():
                     continue
                 return None
@@ -181,6 +183,14 @@ class _Text:
                 return key
             self.pos = start
             return None
+
+
+def _unparsable(exc: ValueError | RecursionError, what: str = "invalid JSON") -> str:
+    """The reason for well-formed JSON that Python will not parse: nesting deeper than its
+    recursion limit, an integer longer than its digit limit."""
+    if isinstance(exc, RecursionError):
+        return f"{what}: nested too deeply"
+    return f"{what}: {str(exc)[:200]}"
 
 
 def _element_end(buf: str, pos: int, closer: str) -> int | None:
@@ -285,6 +295,8 @@ def _parse_line(index: int, line: str) -> RawRecord:
         value, end = _DECODER.raw_decode(line)
     except json.JSONDecodeError as exc:
         return _record(index, None, line, error=f"invalid JSON line: {exc.msg} (offset {exc.pos})")
+    except (ValueError, RecursionError) as exc:
+        return _record(index, None, line, error=_unparsable(exc, "invalid JSON line"))
     after = _NOT_WS.search(line, end)
     if after is not None:
         return _record(

@@ -46,6 +46,9 @@ from udfs.text_render import WORDS_PER_FRAME, PageStyle, TextRenderError, render
 MEDIA_TYPE = "text_video"
 _VIDEO_TAG = re.compile(r"<video>")
 _STYLE_OPTIONS = {"width": 448, "height": 448, "font_size": 20}
+# Pages rendered at most per record (option ``max_pages``): T2Vid keeps at most 90 frames, and
+# a huge text would otherwise render and store pages for minutes.
+MAX_PAGES = 1000
 
 
 @register("t2vid_text")
@@ -91,6 +94,11 @@ def _store_pages(text: str, options: dict, ctx: NormalizeContext) -> str:
     """Renders ``text`` and stores its pages as one folder in the lake; returns its URI."""
     words_per_frame = _positive_int(options, "words_per_frame", WORDS_PER_FRAME)
     style_values = {key: _positive_int(options, key, default) for key, default in _STYLE_OPTIONS.items()}
+    max_pages = _positive_int(options, "max_pages", MAX_PAGES)
+    # Whitespace words are at most the renderer's word tokens: over the cap here, over it there.
+    at_least = -(-len(text.split()) // words_per_frame)
+    if at_least > max_pages:
+        raise RejectError(f"long text: at least {at_least} pages, over max_pages {max_pages}")
     try:
         style = PageStyle(**style_values, min_font_size=min(PageStyle.min_font_size, style_values["font_size"]))
         pages = render_text(text, words_per_frame, style)
