@@ -183,9 +183,7 @@ class Lake:
             yield from dataset.cast(schema).to_batches()
             return
         for uri in table.file_uris() if table is not None else []:
-            with self.storage.local_copy(uri) as local:
-                for batch in pq.ParquetFile(local).iter_batches(batch_size=8192, columns=schema.names, use_threads=False):
-                    yield from pa.Table.from_batches([batch]).cast(schema).to_batches()
+            yield from parquet_batches(self.storage, uri, schema)
 
     # -- writes --------------------------------------------------------------------------
     def write(self, name: str, df, mode: str = "overwrite") -> int:
@@ -456,6 +454,11 @@ class ParquetFileReader:
     def __call__(self, batches):
         for batch in batches:
             for path in batch.column("path").to_pylist():
-                with self.storage.local_copy(path) as local:
-                    for part in pq.ParquetFile(local).iter_batches(batch_size=8192):
-                        yield from pa.Table.from_batches([part]).cast(self.schema).to_batches()
+                yield from parquet_batches(self.storage, path, self.schema)
+
+
+def parquet_batches(storage: Storage, uri: str, schema: pa.Schema):
+    """The ``schema`` columns of one committed Parquet file, batch by batch, cast to ``schema``."""
+    with storage.local_copy(uri) as local:
+        for batch in pq.ParquetFile(local).iter_batches(batch_size=8192, columns=schema.names, use_threads=False):
+            yield from pa.Table.from_batches([batch]).cast(schema).to_batches()

@@ -97,10 +97,10 @@ STAGE_CONFLICT_RERUNS = 2
 
 def rerun_on_commit_conflict(stage: str, stage_run, ctx: "Context", echo=print) -> "StageResult":
     """``stage_run(ctx)``, rerun when a Delta commit conflicts. Under the lake lock no other
-    framelake run writes, so a conflict is mostly this run's own commit: the store applied it,
-    lost the response, and the retried conditional PUT found the version taken (S3 does this on
-    a 500 after a write). A stage rerun is a resume: it reads what was committed and does the
-    rest. A conflict that persists is another writer's, and stops the run with that message."""
+    framelake run writes; ``Lake.commit`` and ``Lake.delete`` already settle this run's own
+    commits whose response the store lost. What still conflicts is left to a stage rerun, which
+    is a resume: it reads what was committed and does the rest. A conflict that persists is
+    another writer's, and stops the run with that message."""
     from deltalake.exceptions import CommitFailedError
 
     for _ in range(STAGE_CONFLICT_RERUNS + 1):

@@ -80,19 +80,25 @@ def s3_endpoint():
 
 
 @pytest.fixture(scope="session")
-def s3_storage_section(s3_endpoint):
-    """The ``storage:`` config section of the test S3 server, with a fresh bucket."""
+def s3_client(s3_endpoint):
+    """A boto3 client straight to the test S3 server, whose bucket it creates."""
     import boto3
 
-    section = {
+    client = boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+        aws_access_key_id=TEST_ACCESS_KEY, aws_secret_access_key=TEST_SECRET_KEY,
+    )
+    client.create_bucket(Bucket="framelake-test")
+    return client
+
+
+@pytest.fixture(scope="session")
+def s3_storage_section(s3_endpoint, s3_client):
+    """The ``storage:`` config section of the test S3 server, with its bucket."""
+    return {
         "endpoint_url": s3_endpoint,
         "region": "us-east-1",
         "access_key_id": TEST_ACCESS_KEY,
         "secret_access_key": TEST_SECRET_KEY,
         "allow_http": True,
     }
-    boto3.client(
-        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-        aws_access_key_id=TEST_ACCESS_KEY, aws_secret_access_key=TEST_SECRET_KEY,
-    ).create_bucket(Bucket="framelake-test")
-    return section

@@ -17,7 +17,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import boto3
 import pyspark
 import pytest
 import yaml
@@ -230,14 +229,12 @@ def test_spark_connect_runs_the_pipeline_with_the_local_result(demo_run, spark_p
 
 # -- everything on S3 --------------------------------------------------------------------------
 
-def test_pipeline_with_everything_on_s3_leaves_no_local_files(demo_run, s3_storage_section, spark_processes, tmp_path):
+def test_pipeline_with_everything_on_s3_leaves_no_local_files(s3_client, demo_run, s3_storage_section, spark_processes,
+                                                             tmp_path):
     """The config, annotations, media and lake on the S3 server; the driver, executors and
     Python workers get a temp folder of their own, which must be empty afterwards."""
     demo_ctx, _ = demo_run
-    client = boto3.client(
-        "s3", endpoint_url=s3_storage_section["endpoint_url"], region_name="us-east-1",
-        aws_access_key_id=TEST_ACCESS_KEY, aws_secret_access_key=TEST_SECRET_KEY,
-    )
+    client = s3_client
     upload_demo(client)
     # conf/cluster.yaml's lake, storage and sources, on the test server; the demo's other settings.
     example = yaml.safe_load((REPO / "conf" / "cluster.yaml").read_text().replace("s3://my-bucket/", f"s3://{BUCKET}/"))

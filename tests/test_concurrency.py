@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import boto3
 import pytest
 import yaml
 
@@ -70,12 +69,10 @@ def test_the_lease_of_a_killed_run_is_taken_over_at_once(tmp_path):
         assert json.load(open(f"{lake}/_locks/run.json"))["run_id"] == "rerun"
 
 
-def test_s3_lease_is_created_atomically_and_taken_over_once_stale(s3_endpoint, s3_storage_section):
+def test_s3_lease_is_created_atomically_and_taken_over_once_stale(s3_client, s3_storage_section):
     storage = Storage(StorageOptions.from_config(s3_storage_section))
     lake = f"s3://{BUCKET}/locked-lake"
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id=s3_storage_section["access_key_id"],
-                          aws_secret_access_key=s3_storage_section["secret_access_key"])
+    client = s3_client
     lease_key = "locked-lake/_locks/run.json"
     with LakeLock(storage, lake, "s3-first"):
         with pytest.raises(LakeLockedError, match="in use by run s3-first"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import boto3
 
 from framelake.lake import Lake
 from framelake.runtime import Context
@@ -41,13 +40,9 @@ def comparable_rows(lake: Lake, name: str, renames: dict[str, str]) -> list[str]
     return sorted(pattern.sub(lambda m: renames[m.group(0)], repr(sorted(row.items()))) for row in table.to_pylist())
 
 
-def test_pipeline_survives_a_faulty_store_with_identical_tables(spark, s3_endpoint, s3_storage_section, demo_run):
+def test_pipeline_survives_a_faulty_store_with_identical_tables(s3_client, spark, s3_endpoint, s3_storage_section, demo_run):
     local_ctx, _ = demo_run
-    client = boto3.client(
-        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-        aws_access_key_id=s3_storage_section["access_key_id"],
-        aws_secret_access_key=s3_storage_section["secret_access_key"],
-    )
+    client = s3_client
     upload_demo(client)  # straight to the server: the faults are for the pipeline's requests
     with FaultProxy(s3_endpoint, rate=0.1, seed=8, slow_s=(1.0, 3.0), truncate_except=("/tables/",),
                     lost_create_every=3) as proxy:

@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import boto3
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
@@ -167,11 +166,9 @@ def test_an_unreadable_file_is_rejected_and_tried_again(spark, tmp_path):
     assert second.details == first.details
 
 
-def test_s3_listing_has_sizes_and_versions_and_reads_from_an_offset(s3_storage_section):
+def test_s3_listing_has_sizes_and_versions_and_reads_from_an_offset(s3_client, s3_storage_section):
     storage = Storage(StorageOptions.from_config(s3_storage_section))
-    client = boto3.client("s3", endpoint_url=s3_storage_section["endpoint_url"], region_name="us-east-1",
-                          aws_access_key_id=s3_storage_section["access_key_id"],
-                          aws_secret_access_key=s3_storage_section["secret_access_key"])
+    client = s3_client
     client.put_object(Bucket="framelake-test", Key="normalize/a.jsonl", Body=b'{"a": 1}\n{"b": 2}\n')
     (info,) = storage.list_info("s3://framelake-test/normalize/")
     assert (info.uri, info.size) == ("s3://framelake-test/normalize/a.jsonl", 18)

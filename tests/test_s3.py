@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-import boto3
 from deltalake import DeltaTable
 
 from framelake.runtime import Context
@@ -33,13 +32,9 @@ def s3_sources(demo_sources) -> list[dict]:
     ]
 
 
-def test_pipeline_on_s3_matches_the_local_run(spark, s3_storage_section, demo_run):
+def test_pipeline_on_s3_matches_the_local_run(s3_client, spark, s3_storage_section, demo_run):
     local_ctx, _ = demo_run
-    client = boto3.client(
-        "s3", endpoint_url=s3_storage_section["endpoint_url"], region_name="us-east-1",
-        aws_access_key_id=s3_storage_section["access_key_id"],
-        aws_secret_access_key=s3_storage_section["secret_access_key"],
-    )
+    client = s3_client
     upload_demo(client)
     config = demo_config(
         f"s3://{BUCKET}/lake", storage=s3_storage_section, sources=s3_sources(local_ctx.config.sources)

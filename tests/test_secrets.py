@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 
-import boto3
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -31,23 +30,15 @@ def leaks(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def client(s3_storage_section):
-    return boto3.client(
-        "s3", endpoint_url=s3_storage_section["endpoint_url"], region_name="us-east-1",
-        aws_access_key_id=TEST_ACCESS_KEY, aws_secret_access_key=TEST_SECRET_KEY,
-    )
-
-
-@pytest.fixture(scope="module")
-def corpus(client, tmp_path_factory):
+def corpus(s3_client, tmp_path_factory):
     """Annotations and media on S3: a good video, a text file named .mp4, a missing video."""
     local = tmp_path_factory.mktemp("secrets")
     video = make_test_video(local / "good.mp4", seconds=1.0, fps=10, size=(64, 48))
-    client.upload_file(str(video), BUCKET, f"{PREFIX}/media/good.mp4")
-    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/media/text.mp4", Body=b"not a video\n" * 100)
+    s3_client.upload_file(str(video), BUCKET, f"{PREFIX}/media/good.mp4")
+    s3_client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/media/text.mp4", Body=b"not a video\n" * 100)
     records = [{"video": name, "QA": [{"q": "What happens?", "a": "Something moves."}]}
                for name in ("good.mp4", "text.mp4", "missing.mp4")]
-    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/annotations/clips.json", Body=json.dumps(records).encode())
+    s3_client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/annotations/clips.json", Body=json.dumps(records).encode())
     return local
 
 
@@ -68,7 +59,7 @@ def test_media_failing_on_s3_report_no_credentials(s3_storage_section, corpus):
         assert not leaks(result.error), result.error
 
 
-def test_a_whole_run_on_s3_leaks_no_credentials(s3_storage_section, corpus, client):
+def test_a_whole_run_on_s3_leaks_no_credentials(s3_storage_section, corpus, s3_client):
     config = {
         "lake": f"s3://{BUCKET}/{PREFIX}/lake",
         "storage": s3_storage_section,
@@ -91,11 +82,11 @@ def test_a_whole_run_on_s3_leaks_no_credentials(s3_storage_section, corpus, clie
     assert run.returncode == 0, logs[-3000:]
     assert not leaks(logs), [line for line in logs.splitlines() if leaks(line)][:5]
 
-    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{PREFIX}/lake/")
+    keys = [o["Key"] for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{PREFIX}/lake/")
             for o in page.get("Contents", [])]
     kinds = {"_delta_log": 0, ".parquet": 0, "manifest.json": 0, "runs/": 0, "reports/": 0, "shards/": 0}
     for key in keys:
-        data = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        data = s3_client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
         texts = [data.decode("latin-1")]
         if key.endswith(".parquet"):
             texts.append(str(pq.read_table(io.BytesIO(data)).to_pylist()))
