@@ -1,9 +1,7 @@
 """Helpers shared by the benchmarks: timing, peak memory, a Spark session."""
 from __future__ import annotations
 
-import os
 import resource
-import sys
 import time
 from contextlib import contextmanager
 
@@ -24,19 +22,12 @@ def peak_rss_mb(children: bool = False) -> float:
 
 
 def local_spark(cores: int = 2, **conf):
-    """A fresh local SparkSession with ``cores`` executor threads."""
-    from pyspark.sql import SparkSession
+    """A fresh local SparkSession with ``cores`` executor threads, made as framelake makes its own."""
+    from framelake.config import SparkSettings
+    from framelake.runtime import get_spark
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.master(f"local[{cores}]")
-        .appName("framelake-bench")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(2 * cores))
-    )
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    settings = SparkSettings(master=f"local[{cores}]", conf={
+        "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": str(2 * cores), **conf})
+    spark = get_spark(settings, app_name="framelake-bench")
     spark.sparkContext.setLogLevel("ERROR")
     return spark

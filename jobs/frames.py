@@ -17,22 +17,27 @@ import hashlib
 import math
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 from pyspark.sql import functions as F
 
 from framelake.config import FramesSettings
 from framelake.failpoints import failpoint
-from framelake.runtime import Context, StageResult, stage_main
+from framelake.runtime import Context, StageResult, freeze_worker_heap, stage_main
 from framelake.storage import Storage
 from udfs.schemas import FRAMES, VIDEOS, to_spark_schema
 from udfs.video import extract_media
 
 FRAME_ENTRY = pa.struct([f for f in FRAMES if f.name != "video_id"])
 EXTRACTED = pa.schema([*VIDEOS, pa.field("frames", pa.list_(FRAME_ENTRY))])
-# A task extracts one video, so long videos spread over the cores, or up to this many stills
-# (images, frame folders), which take milliseconds: a Spark task costs more than that.
+# A Spark task costs ~15-25 ms from one to the next, while a core waits; a still (image, frame
+# folder) takes milliseconds and a 1 MB clip ~0.1 s. So a task extracts up to STILLS_PER_TASK
+# stills, or one video, or small videos together up to TASK_BYTES (~1 s of extraction). Their
+# tasks are never fewer than MIN_VIDEO_TASKS (or one a video), so every core gets several.
 STILLS_PER_TASK = 64
+TASK_BYTES = 8 << 20
+MIN_VIDEO_TASKS = 64
 _URL = re.compile(r"https?://[^\s'\"]+")
 
 
@@ -93,17 +98,47 @@ class ExtractWave:
         self.tasks = tasks
 
     def __call__(self, batches):
+        freeze_worker_heap()
         for batch in batches:
             for i in batch.column("id").to_pylist():
                 for media in self.tasks[i]:  # one row out per item: nothing piles up
                     yield pa.RecordBatch.from_pylist([self.extract.extract(media)], schema=EXTRACTED)
 
 
-def wave_tasks(media: list[dict]) -> list[list[dict]]:
-    """The media of a wave grouped into tasks: each video alone, stills ``STILLS_PER_TASK`` together."""
-    videos = [[m] for m in media if m["kind"] == "video"]
+def wave_tasks(media: list[dict], sizes: list[int | None]) -> list[list[dict]]:
+    """The media of a wave grouped into tasks, longest first (Spark starts them in this order,
+    so the last to end are short). ``sizes``: each item's bytes, None where unknown (such a
+    video gets a task of its own). Videos are packed biggest first up to a task's bytes."""
+    videos = sorted(((size, item) for size, item in zip(sizes, media) if item["kind"] == "video"),
+                    key=lambda video: -math.inf if video[0] is None else -video[0])
     stills = [m for m in media if m["kind"] != "video"]
-    return videos + [stills[i: i + STILLS_PER_TASK] for i in range(0, len(stills), STILLS_PER_TASK)]
+    known = sum(size for size, _ in videos if size is not None)
+    task_bytes = min(TASK_BYTES, known / MIN_VIDEO_TASKS)
+    tasks: list[list[dict]] = []
+    filled = math.inf
+    for size, item in videos:
+        size = math.inf if size is None else size
+        if filled + size > task_bytes:
+            tasks.append([])
+            filled = 0
+        tasks[-1].append(item)
+        filled += size
+    return tasks + [stills[i: i + STILLS_PER_TASK] for i in range(0, len(stills), STILLS_PER_TASK)]
+
+
+def media_sizes(storage: Storage, media: list[dict]) -> list[int | None]:
+    """Each video's bytes (None for stills, and where the store cannot say: its extraction
+    reports why), asked concurrently: on S3 each is a HEAD request."""
+    def size(item: dict) -> int | None:
+        if item["kind"] != "video":
+            return None
+        try:
+            return storage.size(item["uri"])
+        except Exception:  # noqa: BLE001 - a missing or unreadable video fails in its extraction
+            return None
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(size, media))
 
 
 def sql_in(column: str, values: list[str]) -> str:
@@ -155,7 +190,7 @@ def run(ctx: Context) -> StageResult:
             wave_media = [row.asDict() for row in todo.where(F.col("wave") == wave).drop("wave").collect()]
             if not wave_media:
                 continue
-            tasks = wave_tasks(wave_media)
+            tasks = wave_tasks(wave_media, media_sizes(ctx.storage, wave_media))
             ids = ctx.spark.range(0, len(tasks), 1, len(tasks))
             extracted = ids.mapInArrow(ExtractWave(extract, tasks), to_spark_schema(EXTRACTED)).persist()
             try:

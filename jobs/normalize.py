@@ -22,7 +22,7 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from framelake.failpoints import failpoint
-from framelake.runtime import Context, StageResult, stage_main
+from framelake.runtime import Context, StageResult, freeze_worker_heap, stage_main
 from framelake.storage import Storage
 from jobs.frames import sql_in
 from udfs.adapters import NormalizeContext, SourceSpec, get_adapter
@@ -65,6 +65,7 @@ class NormalizeUnits:
         return uri
 
     def __call__(self, batches):
+        freeze_worker_heap()
         rows = []
         for batch in batches:
             for number in batch.column("id").to_pylist():
@@ -99,6 +100,7 @@ class ScanSplits:
         self.split_bytes = split_bytes
 
     def __call__(self, batches):
+        freeze_worker_heap()
         for batch in batches:
             for number in batch.column("id").to_pylist():
                 try:

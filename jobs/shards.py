@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from framelake.config import Config, ShardSettings
 from framelake.failpoints import failpoint
-from framelake.runtime import Context, StageResult, stage_main
+from framelake.runtime import Context, StageResult, freeze_worker_heap, stage_main
 from framelake.storage import Storage
 from jobs.sample_frames import samples_with_frames
 from jobs.tokens import settings_fingerprint
@@ -46,6 +46,7 @@ class WriteShards:
         self.lake_root = lake_root
 
     def __call__(self, batches):
+        freeze_worker_heap()
         rows = (row for batch in batches for row in batch.to_pylist())
         for shard_index, shard_rows in itertools.groupby(rows, key=lambda r: r["shard_index"]):
             samples = [(row, self.frames_of(row)) for row in shard_rows]

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from framelake.config import Config
 from framelake.failpoints import failpoint
-from framelake.runtime import Context, StageResult, stage_main
+from framelake.runtime import Context, StageResult, freeze_worker_heap, stage_main
 from jobs.sample_frames import samples_with_frames
 from udfs.filters import FilterSettings, Mixture, assess
 from udfs.schemas import TOKEN_LENGTHS, to_spark_schema
@@ -37,6 +37,7 @@ class CountTokens:
         self.formats = formats
 
     def __call__(self, batches):
+        freeze_worker_heap()
         profile = ModelProfile.from_dict(self.profile)
         counter = load_counter(profile.tokenizer)
         for batch in batches:

@@ -26,18 +26,13 @@ TEST_SECRET_KEY = "framelake-test-secret-0001-do-not-leak"
 
 @pytest.fixture(scope="session")
 def spark():
-    from pyspark.sql import SparkSession
+    from framelake.config import SparkSettings
+    from framelake.runtime import get_spark
 
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("framelake-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", "2g")
-        .getOrCreate()
-    )
+    # framelake's own session defaults, with less memory and fewer shuffle partitions.
+    session = get_spark(SparkSettings(master="local[2]", conf={
+        "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}),
+        app_name="framelake-tests")
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

@@ -147,11 +147,25 @@ def test_new_sampling_parameters_replace_old_frames(spark, tmp_path, media_dir):
     assert_consistent(wider)
 
 
-def test_wave_tasks_keep_videos_apart_and_group_stills():
-    media = [{"kind": "video", "i": i} for i in range(3)] + [{"kind": "image", "i": i} for i in range(130)]
-    tasks = wave_tasks(media)
-    assert [len(t) for t in tasks] == [1, 1, 1, 64, 64, 2]
-    assert sorted(m["i"] for t in tasks[3:] for m in t) == list(range(130))
+def test_wave_tasks_pack_small_videos_biggest_first_and_group_stills():
+    mb = 1 << 20
+    sizes = [None, 900 * mb, 5 * mb, 4 * mb, 3 * mb] + [mb // 2] * 100
+    videos = [{"kind": "video", "i": i} for i in range(len(sizes))]
+    stills = [{"kind": "image", "i": i} for i in range(130)]
+    tasks = wave_tasks(videos + stills, sizes + [None] * len(stills))
+    video_tasks = [[m["i"] for m in t] for t in tasks if t[0]["kind"] == "video"]
+    # 962 MB over at least 64 tasks: ~15 MB a task, but never over TASK_BYTES (8 MB)
+    assert video_tasks[:4] == [[0], [1], [2], [3, 4, 5, 6]]  # unknown size first; 4 + 3 + 2 halves = 8 MB
+    assert [len(t) for t in video_tasks[4:]] == [16] * 6 + [2]  # 16 half-megabytes = 8 MB
+    assert sorted(i for t in video_tasks for i in t) == list(range(len(sizes)))
+    assert [len(t) for t in tasks[len(video_tasks):]] == [64, 64, 2]
+    assert sorted(m["i"] for t in tasks[len(video_tasks):] for m in t) == list(range(130))
+
+
+def test_wave_tasks_keep_a_task_for_each_video_of_a_small_wave():
+    mb = 1 << 20
+    tasks = wave_tasks([{"kind": "video", "i": i} for i in range(10)], [mb] * 10)
+    assert len(tasks) == 10  # 10 MB over 64 tasks is less than a video: one each
 
 
 def test_sql_in_quotes_values():
