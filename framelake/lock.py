@@ -124,7 +124,7 @@ class LakeLock:
     def _stale(self, stored: _Stored) -> bool:
         if stored.age_s > self.stale_after_s:
             return True
-        return stored.lease.host == socket.gethostname() and not _process_alive(stored.lease.pid)
+        return stored.lease.host == socket.gethostname() and not process_alive(stored.lease.pid)
 
     def _in_use_message(self, stored: _Stored) -> str:
         lease = stored.lease
@@ -204,7 +204,7 @@ def lake_lock(storage: Storage, lake_root: str, run_id: str | None = None) -> It
             lock.release()
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from framelake.config import STAGES, Config, SparkSettings, load_config
 from framelake.lake import Lake
-from framelake.lock import LakeConflictError, lake_lock
+from framelake.lock import LakeConflictError, lake_lock, process_alive
 from framelake.progress import Progress
 from framelake.storage import Storage
 
@@ -28,7 +28,7 @@ _LOCAL_DEFAULTS = {
 }
 # Spark names a socket ``.<uuid>.sock`` (42 bytes) in its folder; Linux allows 107 bytes a path.
 _SOCKET_NAME_BYTES, _SOCKET_PATH_MAX_BYTES = 42, 107
-_SOCKET_FOLDER_PREFIX = "framelake-"  # mkdtemp adds 8 characters
+_SOCKET_FOLDER_PREFIX = "framelake-sock-"  # then the pid, "-" and mkdtemp's 8 characters
 
 
 def freeze_worker_heap() -> None:
@@ -75,12 +75,22 @@ def python_socket_conf(master: str, temp_dir: str) -> dict[str, str]:
     the task costs. The sockets go in a folder of their own under ``temp_dir``, removed as this
     process exits (Spark leaves one behind unless the session is stopped). Not where a socket's
     path would be too long to bind, nor on a cluster, whose nodes' folders are theirs."""
-    longest = os.path.join(temp_dir, _SOCKET_FOLDER_PREFIX + "x" * 8, "x" * _SOCKET_NAME_BYTES)
+    prefix = f"{_SOCKET_FOLDER_PREFIX}{os.getpid()}-"
+    longest = os.path.join(temp_dir, prefix + "x" * 8, "x" * _SOCKET_NAME_BYTES)
     if not master.startswith("local") or len(os.fsencode(longest)) > _SOCKET_PATH_MAX_BYTES:
         return {}
-    folder = tempfile.mkdtemp(prefix=_SOCKET_FOLDER_PREFIX, dir=temp_dir)
+    _remove_dead_socket_folders(temp_dir)
+    folder = tempfile.mkdtemp(prefix=prefix, dir=temp_dir)
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return {"spark.python.unix.domain.socket.enabled": "true", "spark.python.unix.domain.socket.dir": folder}
+
+
+def _remove_dead_socket_folders(temp_dir: str) -> None:
+    """The socket folders of processes that were killed (no exit handler ran)."""
+    for folder in Path(temp_dir).glob(_SOCKET_FOLDER_PREFIX + "*-*"):
+        pid = folder.name[len(_SOCKET_FOLDER_PREFIX):].split("-")[0]
+        if folder.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _spark_submit_conf() -> dict[str, str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,22 +49,30 @@ print(conf["spark.python.unix.domain.socket.enabled"], folder)
 """
 
 
-def test_local_sessions_put_python_sockets_in_a_folder_removed_at_exit(tmp_path):
+def test_local_sessions_put_python_sockets_in_a_folder_removed_at_exit_or_by_the_next_run():
     short = tempfile.mkdtemp(prefix="fl", dir="/tmp")  # pytest's tmp_path is too long for sockets
+    killed = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    left_by_killed_run = os.path.join(short, f"framelake-sock-{killed}-abcdefgh")
+    in_use = os.path.join(short, f"framelake-sock-{os.getpid()}-abcdefgh")
+    for folder in (left_by_killed_run, in_use):
+        os.mkdir(folder)
+        open(os.path.join(folder, ".socket.sock"), "w").close()
     try:
         out = subprocess.run([sys.executable, "-c", SOCKET_FOLDER_CHECK, short], cwd=REPO, capture_output=True,
                              text=True, check=True)
         enabled, folder = out.stdout.split()
         assert enabled == "true" and os.path.dirname(folder) == short
-        assert os.listdir(short) == []
+        assert os.listdir(short) == [os.path.basename(in_use)]
     finally:
-        os.rmdir(short)
+        shutil.rmtree(short)
 
 
 def test_python_sockets_stay_on_tcp_where_a_socket_path_is_too_long_or_on_a_cluster(tmp_path):
-    # <folder>/framelake-XXXXXXXX/.<uuid>.sock must fit in 107 bytes: a folder of 45 bytes at most
+    socket_in_folder = f"/framelake-sock-{os.getpid()}-XXXXXXXX/.{'x' * 36}.sock"
+    longest_folder = 107 - len(socket_in_folder)  # Linux binds paths of up to 107 bytes
     fits, too_long = tmp_path / "a", tmp_path / "b"
-    for folder, length in ((fits, 45), (too_long, 46)):
+    for folder, length in ((fits, longest_folder), (too_long, longest_folder + 1)):
         folder.mkdir()
         link = "/tmp/" + folder.name * (length - 5)
         os.symlink(folder, link)
