@@ -29,7 +29,7 @@ def spark():
     from framelake.config import SparkSettings
     from framelake.runtime import get_spark
 
-    # framelake's own session defaults, with less memory and fewer shuffle partitions.
+    # framelake's own session defaults, with a 2 GB driver and fewer shuffle partitions.
     session = get_spark(SparkSettings(master="local[2]", conf={
         "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}),
         app_name="framelake-tests")
