@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from framelake.failpoints import failpoint
-from framelake.storage import Storage, is_s3, split_s3
+from framelake.storage import Storage, is_s3
 from udfs.schemas import TABLES, to_spark_schema
 
 if TYPE_CHECKING:
@@ -341,16 +341,8 @@ class Lake:
     def _older_than(self, folder: str, hours: float, referenced) -> list[str]:
         """Objects under ``folder`` not ``referenced`` and last modified over ``hours`` ago."""
         cutoff = time.time() - hours * 3600
-        if is_s3(folder):
-            bucket, prefix = split_s3(folder.rstrip("/") + "/")
-            found = [
-                (f"s3://{bucket}/{o['Key']}", o["LastModified"].timestamp())
-                for page in self.storage.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-                for o in page.get("Contents", [])
-            ]
-        else:
-            found = [(info.uri, int(info.version) / 1e9) for info in self.storage.list_info(folder)]
-        return sorted(uri for uri, modified in found if modified < cutoff and not referenced(uri))
+        return [info.uri for info in self.storage.list_info(folder)
+                if info.modified < cutoff and not referenced(info.uri)]
 
     def history(self, name: str, limit: int | None = None) -> list[TableVersion]:
         """The table's commits, newest first. Rows added are counted from each commit's add

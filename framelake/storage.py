@@ -89,11 +89,13 @@ class StorageOptions:
 @dataclass(frozen=True, order=True)
 class ObjectInfo:
     """A listed object. ``version`` changes whenever its content may have: the ETag on S3, the
-    modification time (ns) of a local file."""
+    modification time (ns) of a local file. ``modified``: when it was last written (seconds
+    since the epoch)."""
 
     uri: str
     size: int
     version: str
+    modified: float = field(compare=False)
 
 
 class Storage:
@@ -212,7 +214,7 @@ class Storage:
                 stat = os.stat(path)
             except OSError:  # a dangling link: listed, and its readers say why it cannot be read
                 stat = os.lstat(path)
-            infos.append(ObjectInfo(path, stat.st_size, str(stat.st_mtime_ns)))
+            infos.append(ObjectInfo(path, stat.st_size, str(stat.st_mtime_ns), stat.st_mtime))
         return infos
 
     def _list_s3(self, pattern: str) -> list[ObjectInfo]:
@@ -228,7 +230,7 @@ class Storage:
             folder = key.rstrip("/") + "/"
             objects = [o for o in objects if o["Key"] == key or o["Key"].startswith(folder)]
         return sorted(
-            ObjectInfo(f"s3://{bucket}/{o['Key']}", int(o["Size"]), o["ETag"].strip('"'))
+            ObjectInfo(f"s3://{bucket}/{o['Key']}", int(o["Size"]), o["ETag"].strip('"'), o["LastModified"].timestamp())
             for o in objects if not o["Key"].endswith("/")
         )
 

@@ -755,8 +755,8 @@ def test_plan_run_keeps_unchanged_units_and_replaces_the_others():
     qa = SourceSpec("qa", "videochat2", "s3://b/qa", "s3://media")
     mimic = SourceSpec("mimic", "mimicit", "s3://b/mimic", "s3://media")
     listings = {
-        "qa": [ObjectInfo("s3://b/qa/a.json", 10, "e1"), ObjectInfo("s3://b/qa/b.json", 20, "e2")],
-        "mimic": [ObjectInfo("s3://b/mimic/DC/DC_instructions.json", 30, "e3"), ObjectInfo("s3://b/mimic/DC/DC.json", 40, "e4")],
+        "qa": [ObjectInfo("s3://b/qa/a.json", 10, "e1", 0.0), ObjectInfo("s3://b/qa/b.json", 20, "e2", 0.0)],
+        "mimic": [ObjectInfo("s3://b/mimic/DC/DC_instructions.json", 30, "e3", 0.0), ObjectInfo("s3://b/mimic/DC/DC.json", 40, "e4", 0.0)],
     }
     first = plan_run([qa, mimic], listings, None)
     assert first.first and first.kept == 0 and len(first.files) == 4
@@ -769,8 +769,8 @@ def test_plan_run_keeps_unchanged_units_and_replaces_the_others():
     assert (again.units, again.kept, again.replaced, again.replaced_sources, again.first) == ([], 3, {}, [], False)
 
     changed = {
-        "qa": [listings["qa"][0], ObjectInfo("s3://b/qa/b.json", 21, "e5"), ObjectInfo("s3://b/qa/c.json", 5, "e6")],
-        "mimic": [listings["mimic"][0], ObjectInfo("s3://b/mimic/DC/DC.json", 40, "e7")],  # new images
+        "qa": [listings["qa"][0], ObjectInfo("s3://b/qa/b.json", 21, "e5", 0.0), ObjectInfo("s3://b/qa/c.json", 5, "e6", 0.0)],
+        "mimic": [listings["mimic"][0], ObjectInfo("s3://b/mimic/DC/DC.json", 40, "e7", 0.0)],  # new images
     }
     plan = plan_run([qa, mimic], changed, first.files)
     assert [u.files[0] for u in plan.units] == ["s3://b/qa/b.json", "s3://b/qa/c.json", "s3://b/mimic/DC/DC_instructions.json"]
