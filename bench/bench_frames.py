@@ -155,10 +155,13 @@ def _pool_extract(args: tuple[str, dict]) -> str:
 
 def spark_run(media: list[Path], videos: list[Path], cores: int, lake: Path) -> float:
     """The frames stage on ``media`` in a fresh local session with ``cores`` executor cores,
-    warmed up (JVM, Python workers) on the smallest clip first, as the pool is started first."""
+    warmed up first, as the pool is started first: the JVM, and a Python worker a core (the
+    smallest clip under ``cores`` names, one task each)."""
     spark = local_spark(cores=cores)
     try:
-        spark_time(spark, [min(videos, key=lambda v: v.stat().st_size)], lake.with_name(lake.name + "_warm"))
+        smallest = min(videos, key=lambda v: v.stat().st_size)
+        warm = copies([smallest], cores, lake.with_name(lake.name + "_warm_media"))
+        spark_time(spark, warm, lake.with_name(lake.name + "_warm"))
         return spark_time(spark, media, lake)
     finally:
         spark.stop()
