@@ -182,7 +182,9 @@ def run(ctx: Context) -> StageResult:
     todo = flagged.where(is_todo).select(*media.columns).withColumn(
         "wave", F.pmod(F.xxhash64("media_id"), F.lit(n_waves)))
     if n_waves > 1:
-        todo = todo.persist()  # read once, not once per wave
+        # Read once, not once per wave. Sorted by wave, each cached batch holds few waves, and a
+        # wave's filter skips the others by their min/max (2M media: 0.11 s a wave, not 0.34 s).
+        todo = todo.sortWithinPartitions("wave").persist()
     extract = ExtractMedia(settings, ctx.storage, ctx.lake.uri("frames"), task_cpus(ctx.spark))
     counts = {"media": n_todo, "reused": summary["reused"], "ok": 0, "failed": 0, "frames": 0, "waves": 0}
     try:
