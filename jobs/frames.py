@@ -5,7 +5,8 @@ Writes the ``videos`` table (one row per media item, with a status) and the ``fr
 are skipped, so a rerun only does what is missing or failed.
 
 The media to do are extracted in waves of about ``frames.wave_size`` items, each committed
-(appended) on its own, so a killed run keeps the waves it finished. A wave first deletes the
+(appended) on its own, so a killed run keeps the waves it finished; a wave is committed while
+the next one extracts, so the executors do not wait for the driver. A wave first deletes the
 rows earlier runs left for its media (failed, or made with other parameters), then appends
 its frames, then its videos: a ``videos`` row is written last, so an ``ok`` row always has its
 frames, and frames a run killed between the two commits left behind are deleted when their
@@ -187,24 +188,46 @@ def run(ctx: Context) -> StageResult:
         todo = todo.sortWithinPartitions("wave").persist()
     extract = ExtractMedia(settings, ctx.storage, ctx.lake.uri("frames"), task_cpus(ctx.spark))
     counts = {"media": n_todo, "reused": summary["reused"], "ok": 0, "failed": 0, "frames": 0, "waves": 0}
+
+    def plan(wave: int) -> list[list[dict]]:
+        wave_media = [row.asDict() for row in todo.where(F.col("wave") == wave).drop("wave").collect()]
+        return wave_tasks(wave_media, media_sizes(ctx.storage, wave_media))
+
+    def commit(extracted, done: list) -> None:
+        try:
+            commit_wave(ctx, extracted, sorted(stale.intersection(row["video_id"] for row in done)))
+        finally:
+            extracted.unpersist()
+        for row in done:
+            counts[row["status"]] += 1
+            counts["frames"] += row["n_frames"]
+        counts["waves"] += 1
+        ctx.progress.advance(len(done))
+
+    # The executors extract wave after wave without waiting for the driver: while one wave
+    # extracts, the next is planned (its media collected, their sizes asked: on S3 a HEAD
+    # each) and the previous one committed. Commits stay one at a time and in wave order.
     try:
-        for wave in range(n_waves):
-            wave_media = [row.asDict() for row in todo.where(F.col("wave") == wave).drop("wave").collect()]
-            if not wave_media:
-                continue
-            tasks = wave_tasks(wave_media, media_sizes(ctx.storage, wave_media))
-            ids = ctx.spark.range(0, len(tasks), 1, len(tasks))
-            extracted = ids.mapInArrow(ExtractWave(extract, tasks), to_spark_schema(EXTRACTED)).persist()
-            try:
-                done = extracted.select("video_id", "status", "n_frames").collect()  # extracts the wave
-                commit_wave(ctx, extracted, sorted(stale.intersection(row["video_id"] for row in done)))
-            finally:
-                extracted.unpersist()
-            for row in done:
-                counts[row["status"]] += 1
-                counts["frames"] += row["n_frames"]
-            counts["waves"] += 1
-            ctx.progress.advance(len(done))
+        with ThreadPoolExecutor(1, "frames-plan") as planner, ThreadPoolExecutor(1, "frames-commit") as committer:
+            planned, committed = planner.submit(plan, 0), None
+            for wave in range(n_waves):
+                tasks = planned.result()
+                if wave + 1 < n_waves:
+                    planned = planner.submit(plan, wave + 1)
+                if not tasks:
+                    continue
+                ids = ctx.spark.range(0, len(tasks), 1, len(tasks))
+                extracted = ids.mapInArrow(ExtractWave(extract, tasks), to_spark_schema(EXTRACTED)).persist()
+                try:
+                    done = extracted.select("video_id", "status", "n_frames").collect()  # extracts the wave
+                    if committed is not None:
+                        committed.result()
+                except BaseException:
+                    extracted.unpersist()
+                    raise
+                committed = committer.submit(commit, extracted, done)
+            if committed is not None:
+                committed.result()
     finally:
         todo.unpersist()
     return StageResult("frames", counts, time.time() - started)

@@ -9,6 +9,8 @@ from collections import Counter
 import pytest
 from deltalake import DeltaTable
 
+from framelake import failpoints
+from framelake.failpoints import FailpointError
 from framelake.runtime import Context
 from jobs import frames as frames_job
 from jobs.frames import sql_in, wave_tasks
@@ -132,6 +134,26 @@ def test_a_killed_run_redoes_only_what_was_not_committed(spark, tmp_path, media_
     assert (rerun.counts["media"], rerun.counts["reused"], rerun.counts["ok"]) == (5, 2, 3)
     assert len(table(ctx, "videos")) == 7
     assert len(table(ctx, "frames")) == frames_total
+    assert_consistent(ctx)
+
+
+def test_a_failed_commit_stops_the_stage_and_a_rerun_does_the_rest(spark, tmp_path, media_dir, monkeypatch):
+    """A wave is committed while the next one extracts; an error in a commit still stops the
+    stage, the waves committed before it stay, and a rerun finishes the rest."""
+    ctx = lake_with_samples(spark, tmp_path, media_dir)  # waves of 2 media
+    monkeypatch.setitem(failpoints._ARMED, "frames.between_commits", ("raise", 2))
+    monkeypatch.setattr(failpoints, "_hits", {})
+    with pytest.raises(FailpointError):
+        frames_job.run(ctx)  # the second wave: its frames committed, its videos not
+    kept = table(ctx, "videos")
+    assert 0 < len(kept) < 7
+
+    monkeypatch.delitem(failpoints._ARMED, "frames.between_commits")
+    rerun = frames_job.run(ctx)
+    ok_kept = {v["video_id"]: v for v in kept if v["status"] == "ok"}
+    assert (rerun.counts["media"], rerun.counts["reused"]) == (7 - len(ok_kept), len(ok_kept))
+    videos = {v["video_id"]: v for v in table(ctx, "videos")}
+    assert len(videos) == 7 and {k: videos[k] for k in ok_kept} == ok_kept
     assert_consistent(ctx)
 
 
