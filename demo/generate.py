@@ -86,7 +86,8 @@ def make_annotations(root: str) -> None:
     write_json(os.path.join(ann, "videochat2", "clevrer_qa.json"), [
         {"video": "videos/clevrer_0001.mp4",
          "QA": [{"i": instruction,
-                 "q": "Question: What is the color of the object that enters the scene?\nOptions:\n(A) red\n(B) purple\n(C) blue\n(D) gray",
+                 "q": "Question: What is the color of the object that enters the scene?\nOptions:\n(A) red\n"
+                      "(B) purple\n(C) blue\n(D) gray",
                  "a": "Answer: (B) purple"}]},
         {"video": "videos/clevrer_0001.mp4", "start": 2.0, "end": 6.0,
          "QA": [{"i": instruction, "q": "Question: Which object moves first?\nOptions:\n(A) the cube\n(B) the sphere",
@@ -98,8 +99,10 @@ def make_annotations(root: str) -> None:
         {"video": "videos/corrupt_0001.mp4",
          "QA": [{"i": instruction, "q": "Question: How many objects are there?", "a": "Answer: three"}]},
         {"video": "videos/tgif_0001.gif",
-         "QA": [{"i": "Describe the following animated GIF briefly.", "q": "", "a": "Colourful test bars scroll across the frame."}]},
-        {"video": "../../../etc/passwd", "QA": [{"i": "", "q": "What is this?", "a": "A file outside the media root."}]},
+         "QA": [{"i": "Describe the following animated GIF briefly.", "q": "",
+                 "a": "Colourful test bars scroll across the frame."}]},
+        {"video": "../../../etc/passwd",
+         "QA": [{"i": "", "q": "What is this?", "a": "A file outside the media root."}]},
         {"video": "videos/clevrer_0002.mp4"},
     ])
     write_json(os.path.join(ann, "videochat2", "coco_caption.json"), [

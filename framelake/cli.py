@@ -59,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as err:
-        print(f"framelake: config error: {err}", file=sys.stderr)
-        return 2
+        if len(err.problems) == 1:
+            print(f"framelake: config error: {err}", file=sys.stderr)
+        else:
+            print(f"framelake: config errors ({len(err.problems)}):", file=sys.stderr)
+            for problem in err.problems:
+                print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
     commands_run = {"run": cmd_run, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report,
                     "vacuum": cmd_vacuum}
     return commands_run[args.command](config, args)
@@ -156,7 +161,7 @@ def cmd_validate(config: Config, args) -> int:
     for i, spec in enumerate(config.sources):
         check(f"sources[{i}] {spec.name}: annotations", lambda spec=spec: annotations(spec))
         check(f"sources[{i}] {spec.name}: media_root", lambda spec=spec: media_root(spec))
-    for i, profile in enumerate(config.model_profiles()):
+    for i, profile in enumerate(config.models):
         check(f"models[{i}] {profile.name}: tokenizer {profile.tokenizer}",
               lambda p=profile: f"vocab {len(load_tokenizer(p.tokenizer))}")
     check("ffmpeg", ffmpeg_exe)
@@ -207,7 +212,8 @@ def cmd_inspect(config: Config, args) -> int:
 def cmd_report(config: Config, args) -> int:
     """The report of a recorded run, from the lake's tables (no Spark needed)."""
     from framelake.lake import Lake
-    from framelake.report import load_run, write_report
+    from framelake.report import write_report
+    from framelake.runs import load_run
     from framelake.storage import Storage
 
     lake = Lake(config.lake, Storage(config.storage))

@@ -1,12 +1,15 @@
 """The framelake config: YAML in, validated dataclasses out.
 
-Every error names the key it is about (``sources[1].format: ...``). Relative local paths are
-taken from the current directory, as a shell user expects of ``lake: ./lake``.
+Every error names the key it is about (``sources[1].format: ...``), and one load reports every
+problem of the file, not only the first. Relative local paths are taken from the current
+directory, as a shell user expects of ``lake: ./lake``.
+
+One module, past 400 lines: every section's parser shares the problem collector and the
+key-path form of the errors, and the settings they build are read side by side.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -14,19 +17,27 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from framelake.storage import StorageOptions, is_s3
 from udfs.adapters import SourceSpec
+from udfs.fingerprint import fingerprint
 
-SHARD_FORMATS = ("minicpmv", "llava", "webdataset", "mimicit")
+if TYPE_CHECKING:
+    from udfs.token_lengths import ModelProfile
+    from udfs.video import Sampling
+
 STAGES = ("normalize", "frames", "tokens", "shards")
 
 
 class ConfigError(ValueError):
-    """A config problem; the message starts with the key it is about."""
+    """Config problems, one a line, each starting with the key it is about."""
+
+    def __init__(self, problems: str | list[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -60,8 +71,14 @@ class FramesSettings:
 
     def fingerprint(self) -> str:
         """Identifies the sampling parameters: frames made with others are not reused."""
-        params = {k: v for k, v in asdict(self).items() if k != "wave_size"}  # not a sampling parameter
-        return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+        return fingerprint({k: v for k, v in asdict(self).items() if k != "wave_size"})  # not a sampling parameter
+
+    def sampling(self) -> Sampling:
+        """The extraction parameters these settings give; a media item's clip is ``clip``'s."""
+        from udfs.video import Sampling  # here, not at the top: it loads PyAV, ffmpeg and PIL
+
+        return Sampling(fps=self.fps, max_frames=self.max_frames, max_side=self.max_side, quality=self.quality,
+                        timeout_s=self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -82,18 +99,21 @@ class Config:
     spark: SparkSettings
     sources: tuple[SourceSpec, ...]
     frames: FramesSettings
-    models: tuple[dict, ...]
+    models: tuple[ModelProfile, ...]
     shards: ShardSettings
     filters: dict = field(default_factory=dict)  # model name -> udfs.filters.FilterSettings
     path: str = ""
     catalog: CatalogSettings | None = None
     normalize: NormalizeSettings = NormalizeSettings()
 
-    def model_profiles(self):
-        """The models as ``ModelProfile`` objects (validated at load time)."""
-        from udfs.token_lengths import ModelProfile
-
-        return [ModelProfile.from_dict(m) for m in self.models]
+    def tokens_fingerprint(self, profile: ModelProfile) -> str:
+        """What a model's ``token_lengths`` rows depend on besides the tables (their ``settings``)."""
+        return fingerprint({
+            "model": profile.as_dict(),
+            "filters": asdict(self.filters[profile.name]),
+            "frames": asdict(self.frames),
+            "formats": sorted(self.shards.formats),
+        })
 
 
 def load_config(path: str, overrides: dict | None = None) -> Config:
@@ -120,26 +140,50 @@ def load_config(path: str, overrides: dict | None = None) -> Config:
 
 
 def parse_config(raw: dict, *, config_dir: Path | None = None, path: str = "") -> Config:
+    """The validated config; a ``ConfigError`` lists every problem found, not only the first."""
+    problems = _Problems()
     known = {"lake", "storage", "spark", "sources", "normalize", "frames", "models", "shards", "catalog", "filters"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
-    lake = _require(raw, "lake", str, "lake")
-    sources = tuple(_sources(raw.get("sources")))
-    models = tuple(_models(raw.get("models"), config_dir))
-    return Config(
-        lake=_absolute(lake),
-        storage=_storage(raw.get("storage")),
-        spark=_spark(raw.get("spark")),
-        sources=sources,
-        normalize=_section(NormalizeSettings, raw.get("normalize"), "normalize"),
-        frames=_section(FramesSettings, raw.get("frames"), "frames"),
-        models=models,
-        shards=_shards(raw.get("shards")),
-        filters=_filters(raw.get("filters"), raw["models"], models, sources),
-        path=path,
-        catalog=_catalog(raw.get("catalog")),
-    )
+    for key in sorted(set(raw) - known):
+        problems.add(f"{key}: unknown key (known: {', '.join(sorted(known))})")
+    lake = problems.check(_require, raw, "lake", str, "lake")
+    parts = {
+        "storage": problems.check(_storage, raw.get("storage")),
+        "spark": problems.check(_spark, raw.get("spark")),
+        "sources": problems.check(_sources, raw.get("sources")),
+        "normalize": problems.check(_section, NormalizeSettings, raw.get("normalize"), "normalize"),
+        "frames": problems.check(_section, FramesSettings, raw.get("frames"), "frames"),
+        "models": problems.check(_models, raw.get("models"), config_dir),
+        "shards": problems.check(_shards, raw.get("shards")),
+        "catalog": problems.check(_catalog, raw.get("catalog")),
+    }
+    if parts["sources"] is not None and parts["models"] is not None:
+        parts["filters"] = problems.check(
+            _filters, raw.get("filters"), raw["models"], parts["models"], parts["sources"])
+    problems.raise_if_any()
+    parts.update(sources=tuple(parts["sources"]), models=tuple(parts["models"]))
+    return Config(lake=_absolute(lake), path=path, **parts)
+
+
+class _Problems:
+    """Every problem of a config, so that one load (one ``validate``) reports them all."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def add(self, problem: str) -> None:
+        self.found.append(problem)
+
+    def check(self, parse, *args):
+        """``parse(*args)``, or None with its problems recorded."""
+        try:
+            return parse(*args)
+        except ConfigError as err:
+            self.found.extend(err.problems)
+            return None
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            raise ConfigError(self.found)
 
 
 def _absolute(path: str) -> str:
@@ -167,19 +211,23 @@ def _section(cls, value: Any, where: str):
     """A flat settings dataclass from a mapping, with type checks per field."""
     section = _mapping(value, where)
     defaults = cls()
+    problems = _Problems()
     kwargs = {}
     for key, given in section.items():
         if not hasattr(defaults, key):
-            raise ConfigError(f"{where}.{key}: unknown key")
+            problems.add(f"{where}.{key}: unknown key")
+            continue
         default = getattr(defaults, key)
         kind = type(default)
         if kind is float and isinstance(given, int) and not isinstance(given, bool):
             given = float(given)
         if not isinstance(given, kind) or isinstance(given, bool) != isinstance(default, bool):
-            raise ConfigError(f"{where}.{key}: must be a {kind.__name__}, got {given!r}")
-        if isinstance(given, (int, float)) and not isinstance(given, bool) and given <= 0:
-            raise ConfigError(f"{where}.{key}: must be > 0, got {given!r}")
-        kwargs[key] = given
+            problems.add(f"{where}.{key}: must be a {kind.__name__}, got {given!r}")
+        elif isinstance(given, (int, float)) and not isinstance(given, bool) and given <= 0:
+            problems.add(f"{where}.{key}: must be > 0, got {given!r}")
+        else:
+            kwargs[key] = given
+    problems.raise_if_any()
     return cls(**kwargs)
 
 
@@ -187,18 +235,22 @@ def _storage(value: Any) -> StorageOptions:
     section = _mapping(value, "storage")
     known = {"endpoint_url", "region", "access_key_id", "secret_access_key", "session_token",
              "allow_http", "max_attempts"}
+    problems = _Problems()
     for key in section:
         if key not in known:
-            raise ConfigError(f"storage.{key}: unknown key (known: {', '.join(sorted(known))})")
+            problems.add(f"storage.{key}: unknown key (known: {', '.join(sorted(known))})")
+    problems.raise_if_any()
     return StorageOptions.from_config(section)
 
 
 def _spark(value: Any) -> SparkSettings:
     section = _mapping(value, "spark")
+    problems = _Problems()
     for key in section:
         if key not in ("master", "remote", "conf"):
-            raise ConfigError(f"spark.{key}: unknown key (known: conf, master, remote)")
-    conf = _mapping(section.get("conf"), "spark.conf")
+            problems.add(f"spark.{key}: unknown key (known: conf, master, remote)")
+    conf = problems.check(_mapping, section.get("conf"), "spark.conf") or {}
+    problems.raise_if_any()
     return SparkSettings(
         master=str(section.get("master") or "local[*]"),
         remote=section.get("remote") or os.environ.get("SPARK_REMOTE"),
@@ -206,75 +258,91 @@ def _spark(value: Any) -> SparkSettings:
     )
 
 
-def _sources(value: Any) -> list[SourceSpec]:
-    from udfs.adapters import known_formats
+_SOURCE_KEYS = ("name", "format", "annotations", "media_root", "media_type", "where", "options")
 
+
+def _sources(value: Any) -> list[SourceSpec]:
     if not isinstance(value, list) or not value:
         raise ConfigError("sources: must be a non-empty list")
-    formats = known_formats()
-    specs, names = [], set()
-    for i, entry in enumerate(value):
-        where = f"sources[{i}]"
-        entry = _mapping(entry, where)
-        name = _require(entry, "name", str, f"{where}.name")
-        if name in names:
-            raise ConfigError(f"{where}.name: duplicate source name {name!r}")
-        names.add(name)
-        fmt = _require(entry, "format", str, f"{where}.format")
-        if fmt not in formats:
-            raise ConfigError(f"{where}.format: unknown format {fmt!r} (known: {', '.join(formats)})")
-        annotations = _require(entry, "annotations", str, f"{where}.annotations")
-        media_root = entry.get("media_root") or os.path.dirname(annotations.rstrip("/*")) or "."
-        media_type = entry.get("media_type")
-        if media_type not in (None, "video", "image", "text"):
-            raise ConfigError(f"{where}.media_type: must be video, image or text, got {media_type!r}")
-        where_sql = entry.get("where")
-        if where_sql is not None and not isinstance(where_sql, str):
-            raise ConfigError(f"{where}.where: must be a Spark SQL predicate string")
-        options = _mapping(entry.get("options"), f"{where}.options")
-        extra = sorted(set(entry) - {"name", "format", "annotations", "media_root", "media_type",
-                                     "where", "options"})
-        if extra:
-            raise ConfigError(f"{where}.{extra[0]}: unknown key")
-        specs.append(
-            SourceSpec(
-                name=name,
-                format=fmt,
-                annotations=_absolute(annotations),
-                media_root=_absolute(str(media_root)),
-                media_type=media_type,
-                options={**options, **({"where": where_sql} if where_sql else {})},
-            )
-        )
+    problems = _Problems()
+    specs = [problems.check(_source, entry, f"sources[{i}]") for i, entry in enumerate(value)]
+    _no_duplicates(problems, "sources", [spec and spec.name for spec in specs], "source")
+    problems.raise_if_any()
     return specs
 
 
-def _models(value: Any, config_dir: Path | None) -> list[dict]:
-    from udfs.token_lengths import ModelProfile, load_profile
+def _no_duplicates(problems: _Problems, where: str, names: list[str | None], what: str) -> None:
+    seen = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.add(f"{where}[{i}].name: duplicate {what} name {name!r}")
+        if name is not None:
+            seen.add(name)
 
+
+def _source(entry: Any, where: str) -> SourceSpec:
+    """One ``sources:`` entry, its adapter's options checked."""
+    from udfs.adapters import get_adapter, known_formats
+
+    entry = _mapping(entry, where)
+    problems = _Problems()
+    for key in sorted(set(entry) - set(_SOURCE_KEYS)):
+        problems.add(f"{where}.{key}: unknown key")
+    name = problems.check(_require, entry, "name", str, f"{where}.name")
+    fmt = problems.check(_require, entry, "format", str, f"{where}.format")
+    if fmt is not None and fmt not in known_formats():
+        problems.add(f"{where}.format: unknown format {fmt!r} (known: {', '.join(known_formats())})")
+        fmt = None
+    annotations = problems.check(_require, entry, "annotations", str, f"{where}.annotations")
+    media_type = entry.get("media_type")
+    if media_type not in (None, "video", "image", "text"):
+        problems.add(f"{where}.media_type: must be video, image or text, got {media_type!r}")
+    where_sql = entry.get("where")
+    if where_sql is not None and not isinstance(where_sql, str):
+        problems.add(f"{where}.where: must be a Spark SQL predicate string")
+    options = problems.check(_mapping, entry.get("options"), f"{where}.options")
+    if fmt is not None and options is not None:
+        for problem in get_adapter(fmt).check_options(options):
+            problems.add(f"{where}.options.{problem}")
+    problems.raise_if_any()
+    media_root = entry.get("media_root") or os.path.dirname(annotations.rstrip("/*")) or "."
+    return SourceSpec(
+        name=name,
+        format=fmt,
+        annotations=_absolute(annotations),
+        media_root=_absolute(str(media_root)),
+        media_type=media_type,
+        options={**options, **({"where": where_sql} if where_sql else {})},
+    )
+
+
+def _models(value: Any, config_dir: Path | None) -> list[ModelProfile]:
     if not isinstance(value, list) or not value:
         raise ConfigError("models: must be a non-empty list")
     search = [d for d in (config_dir and config_dir / "models", builtin_profile_dir()) if d]
-    models, names = [], set()
-    for i, entry in enumerate(value):
-        where = f"models[{i}]"
-        entry = dict(_mapping(entry, where))
-        entry.pop("filters", None)  # read by _filters; not part of the profile
-        if "profile" in entry:
-            try:
-                base = load_profile(str(entry.pop("profile")), [str(d) for d in search])
-            except (OSError, ValueError, KeyError) as err:
-                raise ConfigError(f"{where}.profile: {err}") from None
-            entry = {**base, **entry}
-        try:
-            profile = ModelProfile.from_dict(entry)
-        except (ValueError, KeyError, TypeError) as err:
-            raise ConfigError(f"{where}.{err}") from None
-        if profile.name in names:
-            raise ConfigError(f"{where}.name: duplicate model name {profile.name!r}")
-        names.add(profile.name)
-        models.append(entry)
+    problems = _Problems()
+    models = [problems.check(_model, entry, f"models[{i}]", search) for i, entry in enumerate(value)]
+    _no_duplicates(problems, "models", [profile and profile.name for profile in models], "model")
+    problems.raise_if_any()
     return models
+
+
+def _model(entry: Any, where: str, search: list[Path]) -> ModelProfile:
+    """One ``models:`` entry: its profile file (``profile:``) with the entry's keys over it."""
+    from udfs.token_lengths import ModelProfile, load_profile
+
+    entry = dict(_mapping(entry, where))
+    entry.pop("filters", None)  # read by _filters; not part of the profile
+    if "profile" in entry:
+        try:
+            base = load_profile(str(entry.pop("profile")), [str(d) for d in search])
+        except (OSError, ValueError, KeyError) as err:
+            raise ConfigError(f"{where}.profile: {err}") from None
+        entry = {**base, **entry}
+    try:
+        return ModelProfile.from_dict(entry)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{where}.{err}") from None
 
 
 def builtin_profile_dir() -> Path:
@@ -305,35 +373,46 @@ def _catalog(value: Any) -> CatalogSettings | None:
     if value is None:
         return None
     section = _mapping(value, "catalog")
-    unknown = sorted(set(section) - {"name", "schema"})
-    if unknown:
-        raise ConfigError(f"catalog.{unknown[0]}: unknown key (known: name, schema)")
-    names = {}
-    for key in ("name", "schema"):
-        names[key] = _require(section, key, str, f"catalog.{key}")
-        if not names[key] or any(ch in names[key] for ch in "`. "):
-            raise ConfigError(f"catalog.{key}: must be one identifier, got {names[key]!r}")
+    problems = _Problems()
+    for key in sorted(set(section) - {"name", "schema"}):
+        problems.add(f"catalog.{key}: unknown key (known: name, schema)")
+    names = {key: problems.check(_identifier, section, key) for key in ("name", "schema")}
+    problems.raise_if_any()
     return CatalogSettings(**names)
 
 
+def _identifier(section: dict, key: str) -> str:
+    name = _require(section, key, str, f"catalog.{key}")
+    if not name or any(ch in name for ch in "`. "):
+        raise ConfigError(f"catalog.{key}: must be one identifier, got {name!r}")
+    return name
+
+
 def _shards(value: Any) -> ShardSettings:
+    from udfs.shards import known_formats
+
     section = dict(_mapping(value, "shards"))
+    problems = _Problems()
     formats = section.pop("formats", list(ShardSettings.formats))
     if not isinstance(formats, list) or not formats:
-        raise ConfigError("shards.formats: must be a non-empty list")
+        problems.add("shards.formats: must be a non-empty list")
+        formats = list(ShardSettings.formats)
     for fmt in formats:
-        if fmt not in SHARD_FORMATS:
-            raise ConfigError(f"shards.formats: unknown format {fmt!r} (known: {', '.join(SHARD_FORMATS)})")
-    settings = replace(_section(ShardSettings, section, "shards"), formats=tuple(formats))
-    for key, allowed in (("balance", ("samples", "bytes")), ("length_order", ("none", "sort", "group"))):
-        if getattr(settings, key) not in allowed:
-            raise ConfigError(f"shards.{key}: must be one of {', '.join(allowed)}, got {getattr(settings, key)!r}")
-    if not re.fullmatch(r"[A-Za-z0-9]+", settings.mimicit_task):
-        raise ConfigError(f"shards.mimicit_task: letters and digits only (an Otter id prefix), got {settings.mimicit_task!r}")
-    return settings
+        if fmt not in known_formats():
+            problems.add(f"shards.formats: unknown format {fmt!r} (known: {', '.join(known_formats())})")
+    settings = problems.check(_section, ShardSettings, section, "shards")
+    if settings is not None:
+        for key, allowed in (("balance", ("samples", "bytes")), ("length_order", ("none", "sort", "group"))):
+            if getattr(settings, key) not in allowed:
+                problems.add(f"shards.{key}: must be one of {', '.join(allowed)}, got {getattr(settings, key)!r}")
+        if not re.fullmatch(r"[A-Za-z0-9]+", settings.mimicit_task):
+            problems.add("shards.mimicit_task: letters and digits only (an Otter id prefix), "
+                         f"got {settings.mimicit_task!r}")
+    problems.raise_if_any()
+    return replace(settings, formats=tuple(formats))
 
 
-def _filters(value: Any, raw_models: list, models: tuple[dict, ...], sources: tuple[SourceSpec, ...]) -> dict:
+def _filters(value: Any, raw_models: list, models: list[ModelProfile], sources: list[SourceSpec]) -> dict:
     """Each model's ``FilterSettings``: the top-level ``filters`` with ``models[i].filters`` over it."""
     from udfs.filters import FilterError, FilterSettings
 
@@ -343,11 +422,15 @@ def _filters(value: Any, raw_models: list, models: tuple[dict, ...], sources: tu
         FilterSettings.from_dict(common, names)
     except FilterError as err:
         raise ConfigError(f"filters.{err}") from None
+    problems = _Problems()
     settings = {}
     for i, (entry, model) in enumerate(zip(raw_models, models)):
-        own = _mapping(entry.get("filters"), f"models[{i}].filters")
+        own = problems.check(_mapping, entry.get("filters"), f"models[{i}].filters")
+        if own is None:
+            continue
         try:
-            settings[model["name"]] = FilterSettings.from_dict({**common, **own}, names)
+            settings[model.name] = FilterSettings.from_dict({**common, **own}, names)
         except FilterError as err:
-            raise ConfigError(f"models[{i}].filters.{err}") from None
+            problems.add(f"models[{i}].filters.{err}")
+    problems.raise_if_any()
     return settings

@@ -29,6 +29,7 @@ from email.utils import parsedate_to_datetime
 from typing import Iterator
 
 from framelake.storage import Storage, is_s3, split_s3
+from udfs.atomic import atomic_write
 
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0  # several missed heartbeats: a paused or partitioned holder is not robbed at once
@@ -111,7 +112,8 @@ class LakeLock:
             if self.store.replace(self.lease, current.version) and self._adopt_if_mine(self.store.read()):
                 break
         else:
-            raise LakeLockedError(f"lake {self.root}: could not take the run lock {self.uri}: other runs keep changing it")
+            raise LakeLockedError(
+                f"lake {self.root}: could not take the run lock {self.uri}: other runs keep changing it")
         self._thread = threading.Thread(target=self._heartbeats, name="framelake-lake-lock", daemon=True)
         self._thread.start()
 
@@ -243,10 +245,8 @@ class _LocalLeases:
             return self._read_unguarded()
 
     def _write(self, lease: Lease) -> None:
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as out:
+        with atomic_write(self.path) as out:
             out.write(lease.to_bytes())
-        os.replace(tmp, self.path)
 
     def create(self, lease: Lease) -> bool:
         with self._guarded():

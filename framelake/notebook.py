@@ -50,12 +50,21 @@ class Notebook:
         config_path = params["config"]
         # Jupyter and Databricks start a notebook in its own folder; the example configs'
         # relative paths are taken from the repository root, one level up.
-        if not is_s3(config_path) and not os.path.exists(config_path) and os.path.exists(os.path.join("..", config_path)):
+        in_parent = os.path.exists(os.path.join("..", config_path))
+        if not is_s3(config_path) and not os.path.exists(config_path) and in_parent:
             os.chdir("..")
         config = load_config(config_path, overrides={"lake": params["lake"]} if params["lake"] else None)
         # Only Databricks' display renders a Spark DataFrame as a table (IPython's shows its repr).
         display = namespace.get("display") if on_databricks() else None
         return cls(ctx=Context.create(config), params=params, display=display)
+
+    def run_stage(self, name: str):
+        """One stage, as the CLI and ``spark-submit`` run it: under the lake's run lock, rerun
+        after a Delta commit conflict; its summary is printed. Returns its ``StageResult``."""
+        from jobs.pipeline import PIPELINE
+        from jobs.stage import run_stage
+
+        return run_stage(PIPELINE[name], self.ctx)
 
     def show(self, df, rows: int = 20) -> None:
         if self.display is not None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 from urllib.parse import urlparse
 
+from udfs.atomic import atomic_write
+
 _CLIENTS: dict["StorageOptions", object] = {}
 _CLIENTS_LOCK = threading.Lock()
 # Per request: connecting, and waiting for the next bytes of a response. A store answering
@@ -240,7 +242,7 @@ class Storage:
             bucket, key = split_s3(uri)
             self.s3.put_object(Bucket=bucket, Key=key, Body=data)
             return
-        with self.atomic_local_writer(uri) as out:
+        with atomic_write(uri) as out:
             out.write(data)
 
     def upload_file(self, local_path: str, uri: str) -> None:
@@ -249,29 +251,14 @@ class Storage:
             bucket, key = split_s3(uri)
             self.s3.upload_file(local_path, bucket, key)
             return
-        os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
-        shutil.copyfile(local_path, uri + ".tmp")
-        os.replace(uri + ".tmp", uri)
-
-    @contextlib.contextmanager
-    def atomic_local_writer(self, path: str) -> Iterator[BinaryIO]:
-        directory = os.path.dirname(path) or "."
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path)[-32:])
-        try:
-            with os.fdopen(fd, "wb") as out:
-                yield out
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with open(local_path, "rb") as source, atomic_write(uri) as out:
+            shutil.copyfileobj(source, out)
 
     @contextlib.contextmanager
     def writer(self, uri: str) -> Iterator[BinaryIO]:
         """A file to write; it appears at ``uri`` only when the block ends without error."""
         if not is_s3(uri):
-            with self.atomic_local_writer(uri) as out:
+            with atomic_write(uri) as out:
                 yield out
             return
         with tempfile.NamedTemporaryFile(prefix="framelake-") as tmp:

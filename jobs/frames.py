@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
@@ -25,17 +24,18 @@ from pyspark.sql import functions as F
 
 from framelake.config import FramesSettings
 from framelake.failpoints import failpoint
-from framelake.runtime import Context, StageResult, freeze_worker_heap, stage_main
+from framelake.runtime import Context
 from framelake.storage import Storage
-from udfs.schemas import FRAMES, VIDEOS, to_spark_schema
+from jobs.stage import Stage, TaskNumbers, map_tasks, sql_in, stage_main
+from udfs.schemas import FRAMES, VIDEOS
 from udfs.video import extract_media
 
 FRAME_ENTRY = pa.struct([f for f in FRAMES if f.name != "video_id"])
 EXTRACTED = pa.schema([*VIDEOS, pa.field("frames", pa.list_(FRAME_ENTRY))])
-# A Spark task costs ~15-25 ms from one to the next, while a core waits; a still (image, frame
-# folder) takes milliseconds and a 1 MB clip ~0.1 s. So a task extracts up to STILLS_PER_TASK
-# stills, or one video, or small videos together up to TASK_BYTES (~1 s of extraction). Their
-# tasks are never fewer than MIN_VIDEO_TASKS (or one a video), so every core gets several.
+# Between two Spark tasks a core waits (docs/measurements.md), while a still (image, frame
+# folder) takes milliseconds. So a task extracts up to STILLS_PER_TASK stills, or one video, or
+# small videos together up to TASK_BYTES (about a second of extraction). Their tasks are never
+# fewer than MIN_VIDEO_TASKS (or one a video), so every core gets several.
 STILLS_PER_TASK = 64
 TASK_BYTES = 8 << 20
 MIN_VIDEO_TASKS = 64
@@ -55,9 +55,8 @@ class ExtractMedia:
     def extract(self, media: dict) -> dict:
         s = self.settings
         result = extract_media(
-            media["kind"], media["uri"], self.storage,
-            fps=s.fps, start_s=media["start_s"], end_s=media["end_s"], max_frames=s.max_frames,
-            max_side=s.max_side, quality=s.quality, timeout_s=s.timeout_s, threads=self.threads,
+            media["kind"], media["uri"], self.storage, s.sampling().clip(media["start_s"], media["end_s"]),
+            threads=self.threads,
         )
         frames = []
         try:
@@ -89,21 +88,17 @@ class ExtractMedia:
         }
 
 
-class ExtractWave:
-    """mapInArrow function over ``spark.range(len(tasks))``, one id per partition: id ``i``
-    extracts the media rows ``tasks[i]``. A wave's media rows are few and travel with the
-    function, so each task gets exactly its items, whatever Spark's partitioning would deal."""
+class ExtractWave(TaskNumbers):
+    """Task ``i`` extracts the media rows ``tasks[i]``. A wave's media rows are few and travel
+    with the function."""
 
     def __init__(self, extract: ExtractMedia, tasks: list[list[dict]]):
         self.extract = extract
         self.tasks = tasks
 
-    def __call__(self, batches):
-        freeze_worker_heap()
-        for batch in batches:
-            for i in batch.column("id").to_pylist():
-                for media in self.tasks[i]:  # one row out per item: nothing piles up
-                    yield pa.RecordBatch.from_pylist([self.extract.extract(media)], schema=EXTRACTED)
+    def task(self, number: int):
+        for media in self.tasks[number]:  # one row out per item: nothing piles up
+            yield pa.RecordBatch.from_pylist([self.extract.extract(media)], schema=EXTRACTED)
 
 
 def wave_tasks(media: list[dict], sizes: list[int | None]) -> list[list[dict]]:
@@ -142,14 +137,15 @@ def media_sizes(storage: Storage, media: list[dict]) -> list[int | None]:
         return list(pool.map(size, media))
 
 
-def sql_in(column: str, values: list[str]) -> str:
-    """``column IN ('a', 'b')`` with the values quoted as SQL string literals."""
-    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-    return f"{column} IN ({quoted})"
+class FramesStage(Stage):
+    name = "frames"
+
+    def execute(self, ctx: Context) -> tuple[dict, None]:
+        return extract_waves(ctx), None
 
 
-def run(ctx: Context) -> StageResult:
-    started = time.time()
+def extract_waves(ctx: Context) -> dict:
+    """Extract the media to do, wave after wave; the counts."""
     settings = ctx.config.frames
     params = settings.fingerprint()
     media = (
@@ -184,7 +180,7 @@ def run(ctx: Context) -> StageResult:
         "wave", F.pmod(F.xxhash64("media_id"), F.lit(n_waves)))
     if n_waves > 1:
         # Read once, not once per wave. Sorted by wave, each cached batch holds few waves, and a
-        # wave's filter skips the others by their min/max (2M media: 0.11 s a wave, not 0.34 s).
+        # wave's filter skips the others by their min/max.
         todo = todo.sortWithinPartitions("wave").persist()
     extract = ExtractMedia(settings, ctx.storage, ctx.lake.uri("frames"), task_cpus(ctx.spark))
     counts = {"media": n_todo, "reused": summary["reused"], "ok": 0, "failed": 0, "frames": 0, "waves": 0}
@@ -216,8 +212,7 @@ def run(ctx: Context) -> StageResult:
                     planned = planner.submit(plan, wave + 1)
                 if not tasks:
                     continue
-                ids = ctx.spark.range(0, len(tasks), 1, len(tasks))
-                extracted = ids.mapInArrow(ExtractWave(extract, tasks), to_spark_schema(EXTRACTED)).persist()
+                extracted = map_tasks(ctx.spark, len(tasks), ExtractWave(extract, tasks), EXTRACTED).persist()
                 try:
                     done = extracted.select("video_id", "status", "n_frames").collect()  # extracts the wave
                     if committed is not None:
@@ -230,7 +225,7 @@ def run(ctx: Context) -> StageResult:
                 committed.result()
     finally:
         todo.unpersist()
-    return StageResult("frames", counts, time.time() - started)
+    return counts
 
 
 def commit_wave(ctx: Context, extracted, replaced_ids: list[str]) -> None:
@@ -253,5 +248,7 @@ def task_cpus(spark) -> int:
     return int(spark.conf.get("spark.task.cpus", "1") or 1)
 
 
+stage = FramesStage()
+
 if __name__ == "__main__":
-    stage_main(run)
+    stage_main(stage)

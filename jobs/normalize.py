@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import time
 
 import pyarrow as pa
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from framelake.failpoints import failpoint
-from framelake.runtime import Context, StageResult, freeze_worker_heap, stage_main
+from framelake.runtime import Context
 from framelake.storage import Storage
-from jobs.frames import sql_in
+from jobs.stage import Stage, TaskNumbers, map_tasks, sql_in, stage_main
 from udfs.adapters import NormalizeContext, SourceSpec, get_adapter
 from udfs.adapters.readers import Split, scan_splits
 from udfs.normalize import RunPlan, WorkUnit, normalize_unit, plan_run
@@ -40,8 +39,8 @@ SPLITS = pa.schema(
 _BATCH_ROWS = 1024
 
 
-class NormalizeUnits:
-    """mapInArrow function over ``spark.range``: work unit numbers in, normalized rows out."""
+class NormalizeUnits(TaskNumbers):
+    """Work unit numbers in, their normalized rows out."""
 
     def __init__(self, units: list[WorkUnit], specs: list[SourceSpec], storage: Storage, inline_root: str):
         self.units = units
@@ -64,20 +63,17 @@ class NormalizeUnits:
         self.storage.write_bytes(uri, data)
         return uri
 
-    def __call__(self, batches):
-        freeze_worker_heap()
+    def task(self, number: int):
+        unit = self.units[number]
+        spec = self.specs[unit.source]
+        ctx = NormalizeContext(spec=spec, open_binary=self.storage.open_read, put_inline=self.put_inline,
+                               put_object=self.put_object)
         rows = []
-        for batch in batches:
-            for number in batch.column("id").to_pylist():
-                unit = self.units[number]
-                spec = self.specs[unit.source]
-                ctx = NormalizeContext(spec=spec, open_binary=self.storage.open_read, put_inline=self.put_inline,
-                                       put_object=self.put_object)
-                for _, row in normalize_unit(get_adapter(spec.format), list(unit.files), ctx, unit.split):
-                    rows.append(row)
-                    if len(rows) >= _BATCH_ROWS:
-                        yield normalized_batch(rows)
-                        rows = []
+        for _, row in normalize_unit(get_adapter(spec.format), list(unit.files), ctx, unit.split):
+            rows.append(row)
+            if len(rows) >= _BATCH_ROWS:
+                yield normalized_batch(rows)
+                rows = []
         if rows:
             yield normalized_batch(rows)
 
@@ -90,30 +86,22 @@ def normalized_batch(rows: list[dict]) -> pa.RecordBatch:
     )
 
 
-class ScanSplits:
-    """mapInArrow function over ``spark.range``: numbers of big units in, their splits out. A
-    file the scan cannot read gets no splits: it is read whole, and rejected with the reason."""
+class ScanSplits(TaskNumbers):
+    """Numbers of big units in, their splits out. A file the scan cannot read gets no splits:
+    it is read whole, and rejected with the reason."""
 
     def __init__(self, units: list[WorkUnit], storage: Storage, split_bytes: int):
         self.units = units
         self.storage = storage
         self.split_bytes = split_bytes
 
-    def __call__(self, batches):
-        freeze_worker_heap()
-        for batch in batches:
-            for number in batch.column("id").to_pylist():
-                try:
-                    with contextlib.closing(self.storage.open_read(self.units[number].files[0])) as stream:
-                        splits = scan_splits(stream, self.split_bytes)
-                except Exception:  # noqa: BLE001 - the unsplit read rejects the file with the reason
-                    continue
-                yield pa.RecordBatch.from_pylist([{"unit": number, **vars(s)} for s in splits], schema=SPLITS)
-
-
-def map_units(ctx: Context, units: list[WorkUnit], function, schema: pa.Schema):
-    """mapInArrow of ``function`` over the numbers of ``units``, one task each, in order."""
-    return ctx.spark.range(0, len(units), 1, len(units)).mapInArrow(function, to_spark_schema(schema))
+    def task(self, number: int):
+        try:
+            with contextlib.closing(self.storage.open_read(self.units[number].files[0])) as stream:
+                splits = scan_splits(stream, self.split_bytes)
+        except Exception:  # noqa: BLE001 - the unsplit read rejects the file with the reason
+            return
+        yield pa.RecordBatch.from_pylist([{"unit": number, **vars(s)} for s in splits], schema=SPLITS)
 
 
 def split_big_units(ctx: Context, units: list[WorkUnit]) -> list[WorkUnit]:
@@ -127,7 +115,7 @@ def split_big_units(ctx: Context, units: list[WorkUnit]) -> list[WorkUnit]:
         (big if splittable else result).append(unit)
     if big:
         scanned: dict[int, list] = {}
-        for row in map_units(ctx, big, ScanSplits(big, ctx.storage, split_bytes), SPLITS).collect():
+        for row in map_tasks(ctx.spark, len(big), ScanSplits(big, ctx.storage, split_bytes), SPLITS).collect():
             scanned.setdefault(row["unit"], []).append(row)
         for number, unit in enumerate(big):
             rows = sorted(scanned.get(number, []), key=lambda row: row["offset"])
@@ -192,7 +180,7 @@ def write_normalized(ctx: Context, units: list[WorkUnit], mode: str) -> list:
     unreadable files (record_index null: tried again next run) per unit."""
     function = NormalizeUnits(units, list(ctx.config.sources), ctx.storage, ctx.lake.uri("media", "inline"))
     # Both tables and the counts come out of one normalization.
-    normalized = map_units(ctx, units, function, NORMALIZED).persist()
+    normalized = map_tasks(ctx.spark, len(units), function, NORMALIZED).persist()
     try:
         split_files = sorted({u.files[0] for u in units if u.split is not None})
         numbered = number_repeated_ids(normalized, split_files) if split_files else normalized
@@ -210,8 +198,15 @@ def write_normalized(ctx: Context, units: list[WorkUnit], mode: str) -> list:
         normalized.unpersist()
 
 
-def run(ctx: Context) -> StageResult:
-    started = time.time()
+class NormalizeStage(Stage):
+    name = "normalize"
+
+    def execute(self, ctx: Context) -> tuple[dict, dict]:
+        return normalize(ctx)
+
+
+def normalize(ctx: Context) -> tuple[dict, dict]:
+    """Normalize what changed; the counts of this run and the rows per source in the tables."""
     sources = ctx.config.sources
     listings = {spec.name: ctx.storage.list_info(spec.annotations) for spec in sources}
     for i, spec in enumerate(sources):
@@ -242,9 +237,10 @@ def run(ctx: Context) -> StageResult:
     for row in in_tables.groupBy("source", "table").count().collect():
         totals[row["source"]][row["table"]] = row["count"]
         totals[row["source"]]["in"] += row["count"]
-    counts = {"units": len(units), "kept": plan.kept, **done}
-    return StageResult("normalize", counts, time.time() - started, {"sources": totals})
+    return {"units": len(units), "kept": plan.kept, **done}, {"sources": totals}
 
+
+stage = NormalizeStage()
 
 if __name__ == "__main__":
-    stage_main(run)
+    stage_main(stage)

@@ -7,30 +7,27 @@ from collections import Counter
 from dataclasses import asdict
 
 from framelake.config import STAGES
-from framelake.report import new_run_id, save_run, write_report
 from framelake.lock import lake_lock
-from framelake.runtime import Context, StageResult, rerun_on_commit_conflict, stage_main
+from framelake.report import write_report
+from framelake.runs import new_run_id, save_run
+from framelake.runtime import Context
 from jobs import frames, normalize, shards, tokens
+from jobs.stage import Stage, StageResult, context_from_args, run_stage
 from udfs.schemas import TABLES
 
-STAGE_RUNS = {"normalize": normalize.run, "frames": frames.run, "tokens": tokens.run, "shards": shards.run}
+# The stages by name, in pipeline order (``framelake.config.STAGES``).
+PIPELINE: dict[str, Stage] = {s.name: s for s in (normalize.stage, frames.stage, tokens.stage, shards.stage)}
 
 
 def run_stages(ctx: Context, stages: list[str] = list(STAGES), echo=print) -> list[StageResult]:
     """Run the stages in pipeline order, holding the lake's run lock (``LakeLockedError`` if
     another run holds it)."""
-    unknown = [s for s in stages if s not in STAGE_RUNS]
+    unknown = [s for s in stages if s not in PIPELINE]
     if unknown:
         raise ValueError(f"unknown stage {unknown[0]!r} (known: {', '.join(STAGES)})")
-    results = []
-    with lake_lock(ctx.storage, ctx.lake.root) as lock:
-        for stage in STAGES:  # always in pipeline order, whatever order they were given in
-            if stage in stages:
-                lock.check()
-                with ctx.progress.stage(stage):
-                    results.append(rerun_on_commit_conflict(stage, STAGE_RUNS[stage], ctx, echo))
-                echo(results[-1].summary())
-    return results
+    with lake_lock(ctx.storage, ctx.lake.root):
+        # Always in pipeline order, whatever order they were given in.
+        return [run_stage(stage, ctx, echo) for name, stage in PIPELINE.items() if name in stages]
 
 
 def run_pipeline(ctx: Context, stages: list[str] = list(STAGES), echo=print) -> tuple[list[StageResult], str]:
@@ -70,7 +67,8 @@ def summary(ctx: Context, results: list[StageResult]) -> str:
         lines.append(f"  {name:<14} rows={info.rows:<8} version={info.version}")
     for result in results:
         for source, counts in ((result.details or {}).get("sources") or {}).items():
-            lines.append(f"  source {source}: in={counts['in']} samples={counts['samples']} rejects={counts['rejects']}")
+            lines.append(
+                f"  source {source}: in={counts['in']} samples={counts['samples']} rejects={counts['rejects']}")
     rejects = Counter(ctx.lake.read_arrow("rejects", columns=["reason"]).column("reason").to_pylist())
     if rejects:
         lines.append(f"rejects: {sum(rejects.values())}")
@@ -85,14 +83,16 @@ def summary(ctx: Context, results: list[StageResult]) -> str:
     return "\n".join(lines)
 
 
-def run(ctx: Context) -> StageResult:
-    """All stages, as one StageResult (for ``spark-submit jobs/pipeline.py``)."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``spark-submit jobs/pipeline.py --config FILE``: every stage, the run
+    record, the report and the summary."""
+    ctx = context_from_args("framelake pipeline", argv)
     results, report = run_pipeline(ctx)
     print(summary(ctx, results))
     print(f"report: {report}")
-    counts = {f"{r.stage}_s": round(r.elapsed_s, 1) for r in results}
-    return StageResult("pipeline", counts, sum(r.elapsed_s for r in results))
+    seconds = {f"{r.stage}_s": round(r.elapsed_s, 1) for r in results}
+    print(StageResult("pipeline", seconds, sum(r.elapsed_s for r in results)).summary())
 
 
 if __name__ == "__main__":
-    stage_main(run)
+    main()

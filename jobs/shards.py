@@ -10,10 +10,8 @@ its manifests carry keeps its shards as they are.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
-import time
 from dataclasses import asdict
 
 import pyarrow as pa
@@ -22,22 +20,19 @@ from pyspark.sql import functions as F
 
 from framelake.config import Config, ShardSettings
 from framelake.failpoints import failpoint
-from framelake.runtime import Context, StageResult, freeze_worker_heap, stage_main
+from framelake.runtime import Context
 from framelake.storage import Storage
 from jobs.sample_frames import samples_with_frames
-from jobs.tokens import settings_fingerprint
+from jobs.stage import ArrowTask, Stage, stage_main
+from udfs.fingerprint import fingerprint
 from udfs.schemas import SHARDS, to_spark_schema
 from udfs.selection import select_frames
-from udfs.shards import (
-    MANIFEST_NAME, SHARD_EXTENSIONS, HashingWriter, WebDatasetShardWriter, manifest_json, mimicit_files, shard_dir,
-    shard_name, to_llava, to_mimicit, to_minicpmv, write_json_shard,
-)
-
-JSON_FORMATTERS = {"minicpmv": to_minicpmv, "llava": to_llava}
+from udfs.shards import MANIFEST_NAME, get_format, known_formats, manifest_json, shard_dir, shard_name
+from udfs.token_lengths import ModelProfile
 
 
-class WriteShards:
-    """mapInArrow function: rows sorted by shard, each shard written in every format."""
+class WriteShards(ArrowTask):
+    """Rows sorted by shard in, each shard written in every format, its ``shards`` rows out."""
 
     def __init__(self, model: str, settings: ShardSettings, storage: Storage, lake_root: str):
         self.model = model
@@ -45,8 +40,7 @@ class WriteShards:
         self.storage = storage
         self.lake_root = lake_root
 
-    def __call__(self, batches):
-        freeze_worker_heap()
+    def process(self, batches):
         rows = (row for batch in batches for row in batch.to_pylist())
         for shard_index, shard_rows in itertools.groupby(rows, key=lambda r: r["shard_index"]):
             samples = [(row, self.frames_of(row)) for row in shard_rows]
@@ -73,38 +67,13 @@ class WriteShards:
         uri = f"{self.lake_root}/shards/{shard_name(self.model, fmt, shard_index)}"
         tokens = sum(row["total_tokens"] for row, _ in samples)
         try:
-            if fmt == "mimicit":
-                return self.write_mimicit(uri, samples, tokens)
-            with self.storage.writer(uri) as raw:
-                out = HashingWriter(raw)
-                if fmt == "webdataset":
-                    with WebDatasetShardWriter(out) as tar:
-                        for row, frames in samples:
-                            tar.write(row, frames, self.read_frame)
-                else:
-                    write_json_shard((JSON_FORMATTERS[fmt](row, frames) for row, frames in samples), out)
+            files = get_format(fmt, self.settings).write(uri, samples, self.storage.writer, self.read_frame)
         except ValueError as err:  # the tokens stage checked every format: its table is out of date
             raise RuntimeError(f"{uri}: {err}; token_lengths predates these samples or frames, "
                                "run the tokens stage again") from err
-        return [self.shard_row(fmt, uri, len(samples), out, tokens)]
-
-    def write_mimicit(self, stem: str, samples: list, tokens: int) -> list[dict]:
-        """Otter's triple; its instructions file (the first) carries the sample and token counts."""
-        artifacts = to_mimicit(samples, self.settings.mimicit_task, self.read_frame)
-        if artifacts.dropped:
-            raise ValueError("; ".join(f"{sample_id}: {reason}" for sample_id, reason in artifacts.dropped))
-        rows = []
-        for position, (uri, content) in enumerate(mimicit_files(artifacts, stem)):
-            with self.storage.writer(uri) as raw:
-                out = HashingWriter(raw)
-                out.write(content)
-            counted = position == 0
-            rows.append(self.shard_row("mimicit", uri, len(samples) if counted else 0, out, tokens if counted else 0))
-        return rows
-
-    def shard_row(self, fmt: str, uri: str, samples: int, out: HashingWriter, tokens: int) -> dict:
-        return {"model": self.model, "format": fmt, "shard_path": uri, "samples": samples, "bytes": out.bytes,
-                "token_sum": tokens, "sha256": out.sha256}
+        # The file that counts the shard's samples (the first of several) counts their tokens too.
+        return [{"model": self.model, "format": fmt, "shard_path": f.uri, "samples": f.samples, "bytes": f.bytes,
+                 "token_sum": tokens if f.samples else 0, "sha256": f.sha256} for f in files]
 
 
 def assign_shards(kept: DataFrame, settings: ShardSettings) -> DataFrame:
@@ -155,9 +124,8 @@ def rows_digest(rows: DataFrame) -> list:
     return [digest[0], digest[1]]
 
 
-def shard_fingerprint(config: Config, profile: dict, rows: DataFrame) -> str:
-    settings = {"model": profile, "shards": asdict(config.shards), "rows": rows_digest(rows)}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+def shard_fingerprint(config: Config, profile: ModelProfile, rows: DataFrame) -> str:
+    return fingerprint({"model": profile.as_dict(), "shards": asdict(config.shards), "rows": rows_digest(rows)})
 
 
 def check_token_lengths(ctx: Context, lengths: DataFrame) -> None:
@@ -165,7 +133,7 @@ def check_token_lengths(ctx: Context, lengths: DataFrame) -> None:
     samples = ctx.lake.read("samples").count()
     made = {(r["model"], r["settings"]): r["count"] for r in lengths.groupBy("model", "settings").count().collect()}
     for profile in ctx.config.models:
-        name, expected = profile["name"], settings_fingerprint(ctx.config, profile)
+        name, expected = profile.name, ctx.config.tokens_fingerprint(profile)
         rows = {settings: count for (model, settings), count in made.items() if model == name}
         if rows != ({expected: samples} if samples else {}):
             raise RuntimeError(
@@ -185,7 +153,8 @@ def previous_rows(ctx: Context, model: str, formats: tuple[str, ...], fingerprin
             return None
         manifest = json.loads(ctx.storage.read_bytes(manifest_uri))
         present = set(ctx.storage.list(folder))
-        if manifest["config_fingerprint"] != fingerprint or any(r["shard_path"] not in present for r in manifest["shards"]):
+        missing = any(r["shard_path"] not in present for r in manifest["shards"])
+        if manifest["config_fingerprint"] != fingerprint or missing:
             return None
         rows += manifest["shards"]
     return rows
@@ -214,7 +183,7 @@ def write_shards(ctx: Context, model: str, rows: DataFrame, kept: DataFrame) -> 
 def publish(ctx: Context, model: str, written: list[dict], fingerprint: str) -> None:
     """Per format, ``manifest.json`` after its shards, then the files it does not list removed.
     Formats no longer configured lose their manifest first, then their files."""
-    for fmt in SHARD_EXTENSIONS:
+    for fmt in known_formats():
         folder = ctx.lake.uri("shards", shard_dir(model, fmt))
         manifest_uri = f"{folder}/{MANIFEST_NAME}"
         if fmt in ctx.config.shards.formats:
@@ -230,8 +199,15 @@ def publish(ctx: Context, model: str, written: list[dict], fingerprint: str) -> 
                 ctx.storage.delete(stale)
 
 
-def run(ctx: Context) -> StageResult:
-    started = time.time()
+class ShardsStage(Stage):
+    name = "shards"
+
+    def execute(self, ctx: Context) -> tuple[dict, dict]:
+        return emit_shards(ctx)
+
+
+def emit_shards(ctx: Context) -> tuple[dict, dict]:
+    """Shards of every model whose inputs or settings changed; the counts, and the models rewritten."""
     config = ctx.config
     lengths = ctx.lake.read("token_lengths")
     check_token_lengths(ctx, lengths)
@@ -242,16 +218,16 @@ def run(ctx: Context) -> StageResult:
     ctx.progress.total(len(config.models), "models")
     try:
         for profile in config.models:
-            model = profile["name"]
+            model = profile.name
             kept = lengths.where((F.col("model") == model) & F.col("kept")).select(
                 "sample_id", "total_tokens", "frame_budget", "payload_bytes"
             )
             rows = inputs.join(kept, "sample_id")
-            fingerprint = shard_fingerprint(config, profile, rows)
-            model_rows = previous_rows(ctx, model, config.shards.formats, fingerprint)
+            settings = shard_fingerprint(config, profile, rows)
+            model_rows = previous_rows(ctx, model, config.shards.formats, settings)
             if model_rows is None:
                 model_rows = write_shards(ctx, model, rows, kept)
-                publish(ctx, model, model_rows, fingerprint)
+                publish(ctx, model, model_rows, settings)
                 rewritten.append(model)
             shard_rows += model_rows
             ctx.progress.advance(1)
@@ -260,8 +236,10 @@ def run(ctx: Context) -> StageResult:
         inputs.unpersist()
     counts = {"shards": len(shard_rows), "samples": sum(r["samples"] for r in shard_rows),
               "models_rewritten": len(rewritten), "models_unchanged": len(config.models) - len(rewritten)}
-    return StageResult("shards", counts, time.time() - started, details={"rewritten": rewritten})
+    return counts, {"rewritten": rewritten}
 
+
+stage = ShardsStage()
 
 if __name__ == "__main__":
-    stage_main(run)
+    stage_main(stage)

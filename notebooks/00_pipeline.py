@@ -59,7 +59,7 @@ for name in TABLES:
 import matplotlib.pyplot as plt
 
 lengths = ctx.lake.read("token_lengths").select("model", "total_tokens").toPandas().dropna()
-max_tokens = {profile.name: profile.max_tokens for profile in ctx.config.model_profiles()}
+max_tokens = {profile.name: profile.max_tokens for profile in ctx.config.models}
 figure, axes = plt.subplots(figsize=(9, 4))
 for model, group in lengths.groupby("model"):
     bars = axes.hist(group["total_tokens"], bins=20, alpha=0.6, label=model)[2]

@@ -12,15 +12,13 @@
 # COMMAND ----------
 
 from framelake.notebook import Notebook
-from jobs import normalize
 
 nb = Notebook.start(globals())
 ctx = nb.ctx
 
 # COMMAND ----------
 
-result = normalize.run(ctx)
-print(result.summary())
+result = nb.run_stage("normalize")
 for source, counts in result.details["sources"].items():
     print(f"  {source}: in={counts['in']} samples={counts['samples']} rejects={counts['rejects']}")
 

@@ -12,15 +12,13 @@
 # COMMAND ----------
 
 from framelake.notebook import Notebook
-from jobs import frames
 
 nb = Notebook.start(globals())
 ctx = nb.ctx
 
 # COMMAND ----------
 
-result = frames.run(ctx)
-print(result.summary())
+nb.run_stage("frames")
 
 # COMMAND ----------
 

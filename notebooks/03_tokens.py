@@ -14,15 +14,13 @@
 from pyspark.sql import functions as F
 
 from framelake.notebook import Notebook
-from jobs import tokens
 
 nb = Notebook.start(globals())
 ctx = nb.ctx
 
 # COMMAND ----------
 
-result = tokens.run(ctx)
-print(result.summary())
+nb.run_stage("tokens")
 
 # COMMAND ----------
 
@@ -37,4 +35,5 @@ nb.show(lengths.groupBy("model").agg(
     F.min("total_tokens").alias("min_tokens"), F.avg("total_tokens").alias("mean_tokens"),
     F.max("total_tokens").alias("max_tokens"),
 ))
-nb.show(lengths.select("sample_id", "model", "n_frames", "text_tokens", "visual_tokens", "total_tokens", "fits", "reason"))
+nb.show(lengths.select(
+    "sample_id", "model", "n_frames", "text_tokens", "visual_tokens", "total_tokens", "fits", "reason"))

@@ -13,15 +13,13 @@
 import json
 
 from framelake.notebook import Notebook
-from jobs import shards
 
 nb = Notebook.start(globals())
 ctx = nb.ctx
 
 # COMMAND ----------
 
-result = shards.run(ctx)
-print(result.summary())
+nb.run_stage("shards")
 
 # COMMAND ----------
 

@@ -2,17 +2,26 @@
 
 Tests that only read the demo lake use ``demo_run``; it runs the whole pipeline once per
 session with a real local SparkSession, real ffmpeg and real tokenizers.
+
+Markers (pyproject.toml): a test whose fixtures include ``spark`` or ``demo_run``, directly or
+through another fixture, is marked ``spark``; one whose fixtures include ``s3_endpoint`` is
+marked ``s3``. Tests that start Spark only in a subprocess carry ``spark`` themselves.
+``pytest -m "not spark and not s3"`` runs the rest without a JVM or the S3 server.
 """
 from __future__ import annotations
 
 import os
-import socket
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+# The helpers' asserts report their values as a test's do.
+pytest.register_assert_rewrite("tests.support")
+
+from tests.support.config import demo_config  # noqa: E402
+from tests.support.paths import REPO  # noqa: E402
+from tests.support.s3 import BUCKET, TEST_ACCESS_KEY, TEST_SECRET_KEY, free_port  # noqa: E402
+
 # Relative paths in conf/local.yaml are taken from the current directory: the repo root.
 os.chdir(REPO)
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -20,8 +29,20 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 # Spark binds to the machine's network address unless told otherwise; tests stay on loopback.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-TEST_ACCESS_KEY = "FRAMELAKETESTKEY0001"
-TEST_SECRET_KEY = "framelake-test-secret-0001-do-not-leak"
+SPARK_FIXTURES = {"spark", "demo_run"}
+S3_FIXTURES = {"s3_endpoint"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Marks each test by the fixtures it gets (``fixturenames`` is the whole closure: the
+    fixtures its fixtures use too), before ``-m`` selects on the marks."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SPARK_FIXTURES:
+            item.add_marker(pytest.mark.spark)
+        if fixtures & S3_FIXTURES:
+            item.add_marker(pytest.mark.s3)
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +59,6 @@ def spark():
     session.stop()
 
 
-def demo_config(lake: str, **overrides):
-    from framelake.config import load_config
-
-    return load_config(str(REPO / "conf" / "local.yaml"), overrides={"lake": lake, **overrides})
-
-
 @pytest.fixture(scope="session")
 def demo_run(spark, tmp_path_factory):
     """(Context, stage results) of one full pipeline run on the demo corpus."""
@@ -53,12 +68,6 @@ def demo_run(spark, tmp_path_factory):
     ctx = Context.create(demo_config(str(tmp_path_factory.mktemp("demo") / "lake")), spark)
     results = run_stages(ctx, echo=lambda line: None)
     return ctx, results
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +92,7 @@ def s3_client(s3_endpoint):
         "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
         aws_access_key_id=TEST_ACCESS_KEY, aws_secret_access_key=TEST_SECRET_KEY,
     )
-    client.create_bucket(Bucket="framelake-test")
+    client.create_bucket(Bucket=BUCKET)
     return client
 
 

@@ -13,13 +13,12 @@ rows; the rows of changed and removed units are replaced.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from typing import Iterator, Mapping, Sequence
 
 from udfs.adapters import Adapter, NormalizeContext, RawRecord, SourceSpec, get_adapter
 from udfs.adapters.readers import Split
+from udfs.fingerprint import fingerprint
 from udfs.sample import RejectError, stable_hash
 
 RAW_LIMIT = 64 * 1024  # bytes of the record text kept in a reject
@@ -60,8 +59,7 @@ class RunPlan:
 def settings_fingerprint(spec: SourceSpec) -> str:
     """Identifies what a source's rows depend on besides its files (``sample_id`` depends on
     the annotations root): rows made with other settings are replaced."""
-    settings = {k: v for k, v in asdict(spec).items() if k != "name"}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return fingerprint({k: v for k, v in asdict(spec).items() if k != "name"})
 
 
 def plan_run(specs: Sequence[SourceSpec], listings: Mapping[str, Sequence], recorded: list[dict] | None) -> RunPlan:

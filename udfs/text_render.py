@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 FONT_PATH = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 FONT_NAME = "DejaVu Sans"
 WORDS_PER_FRAME = 115
-# zlib level 1: PNGs ~15% bigger than level 6, encoded several times faster; still lossless.
+# zlib level 1: PNGs a little bigger than level 6, encoded several times faster; still lossless.
 _PNG_COMPRESS_LEVEL = 1
 _RIGHT_TO_LEFT = frozenset({"R", "AL"})
 

@@ -12,7 +12,7 @@ The turn texts are taken verbatim, placeholders included, as T2Vid tokenizes its
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -89,6 +89,16 @@ class ModelProfile:
             chat_template=chat_template,
             extra=dict(extra),
         )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The profile as a config mapping, which identifies it in the stages' fingerprints:
+        the optional keys appear only when set, as in the profile files."""
+        data = asdict(self)
+        if self.chat_template is None:
+            del data["chat_template"]
+        if not self.extra:
+            del data["extra"]
+        return data
 
 
 def load_profile(name_or_path: str, search_dirs: Iterable[str | Path]) -> dict[str, Any]:

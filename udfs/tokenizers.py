@@ -22,7 +22,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from tokenizers import Tokenizer, normalizers, processors  # noqa: E402
 from transformers import AutoTokenizer, PreTrainedTokenizerFast  # noqa: E402
 from transformers.convert_slow_tokenizer import TikTokenConverter  # noqa: E402
 
+from udfs.atomic import atomic_write  # noqa: E402
 from udfs.chat_template import SkeletonRenderer  # noqa: E402
 
 # Bump when the conversion itself changes, so stale cached files are not reused.
@@ -275,7 +275,9 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
 def _load_family(family: TiktokenFamily) -> PreTrainedTokenizerFast:
     tokenizer_file = cached_tokenizer_file(family)
     if not tokenizer_file.is_file():
-        _write_atomically(tokenizer_file, convert_family(family).to_str())
+        # Several Spark workers may convert at once: each writes its own temporary file.
+        with atomic_write(tokenizer_file, "w") as out:
+            out.write(convert_family(family).to_str())
     return PreTrainedTokenizerFast(
         tokenizer_file=str(tokenizer_file),
         bos_token=family.bos_token,
@@ -312,19 +314,6 @@ def convert_family(family: TiktokenFamily) -> Tokenizer:
             ]
         )
     return tokenizer
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    # Several Spark workers may convert at once: each writes its own temp file, rename is atomic.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

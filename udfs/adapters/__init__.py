@@ -10,10 +10,12 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterator
 
+from udfs.adapters.options import Option, option_problems
+from udfs.registry import Registry
+
 if TYPE_CHECKING:
     from udfs.adapters.readers import Split
 
-ADAPTERS: dict[str, type["Adapter"]] = {}
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,16 @@ class Adapter:
 
     name: ClassVar[str]
     splittable: ClassVar[bool] = False
+    # The source options this adapter reads (``udfs.adapters.options``), checked at config load.
+    options: ClassVar[dict[str, Option]] = {}
+
+    def check_options(self, given: dict) -> list[str]:
+        """``<key>: <problem>`` for each unknown or invalid option of a source."""
+        return option_problems(self.options, given)
+
+    def option(self, spec: SourceSpec, key: str) -> Any:
+        """A source's value of one of this adapter's options, or its default."""
+        return spec.options.get(key, self.options[key].default)
 
     def plan(self, files: list[str]) -> list[list[str]]:
         """Group annotation files into work units (lists of URIs read together)."""
@@ -88,30 +100,14 @@ class Adapter:
         raise NotImplementedError
 
 
-def register(name: str) -> Callable[[type[Adapter]], type[Adapter]]:
-    def decorate(cls: type[Adapter]) -> type[Adapter]:
-        if name in ADAPTERS:
-            raise ValueError(f"adapter {name!r} registered twice")
-        cls.name = name
-        ADAPTERS[name] = cls
-        return cls
-
-    return decorate
+# Importing ``udfs.adapters.builtin`` registers the built-in adapters.
+ADAPTERS: Registry[type[Adapter]] = Registry("source format", "udfs.adapters.builtin")
+register = ADAPTERS.register
 
 
 def get_adapter(name: str) -> Adapter:
-    _load_builtin()
-    try:
-        return ADAPTERS[name]()
-    except KeyError:
-        raise KeyError(f"unknown source format {name!r}; known: {', '.join(sorted(ADAPTERS))}") from None
+    return ADAPTERS.get(name)()
 
 
 def known_formats() -> list[str]:
-    _load_builtin()
-    return sorted(ADAPTERS)
-
-
-def _load_builtin() -> None:
-    # Importing the modules registers them; done lazily to keep import of this package cheap.
-    from udfs.adapters import builtin  # noqa: F401
+    return sorted(ADAPTERS.names())

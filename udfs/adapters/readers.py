@@ -8,6 +8,9 @@ unbalanced bracket) one final error record covers the rest of the file.
 
 Text is UTF-8 (a BOM is skipped). Invalid UTF-8 only spoils the records that contain it.
 
+One module, past 400 lines: the whole-file readers, the boundary scan and the split readers
+share one incremental JSON state machine, which splitting would spread over modules.
+
 Big files are read in splits (``scan_splits``, ``read_split``): a scan of the file finds record
 boundaries every few MiB, and each split is then read on its own from its byte offset, with
 the records' indexes in the whole file. The scan runs the very readers below on the file's

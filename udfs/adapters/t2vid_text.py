@@ -25,7 +25,6 @@ rejected with the scripts named.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from udfs.adapters import NormalizeContext, register
 from udfs.adapters.base import JsonRecordsAdapter, SampleParts
@@ -40,12 +39,13 @@ from udfs.adapters.common import (
     substitute_tags,
     turns_from_items,
 )
+from udfs.adapters.options import Option, non_empty_string, positive_int
 from udfs.sample import MEDIA_TOKEN, RejectError, stable_hash, turn
 from udfs.text_render import WORDS_PER_FRAME, PageStyle, TextRenderError, render_text
 
 MEDIA_TYPE = "text_video"
 _VIDEO_TAG = re.compile(r"<video>")
-_STYLE_OPTIONS = {"width": 448, "height": 448, "font_size": 20}
+_STYLE_OPTIONS = ("width", "height", "font_size")
 # Pages rendered at most per record (option ``max_pages``): T2Vid keeps at most 90 frames, and
 # a huge text would otherwise render and store pages for minutes.
 MAX_PAGES = 1000
@@ -53,17 +53,45 @@ MAX_PAGES = 1000
 
 @register("t2vid_text")
 class T2VidTextAdapter(JsonRecordsAdapter):
+    options = {
+        "context_key": Option("context", non_empty_string),
+        "words_per_frame": Option(WORDS_PER_FRAME, positive_int),
+        "width": Option(PageStyle.width, positive_int),
+        "height": Option(PageStyle.height, positive_int),
+        "font_size": Option(PageStyle.font_size, positive_int),
+        "max_pages": Option(MAX_PAGES, positive_int),
+    }
+
     def parts_of(self, obj: dict, ctx: NormalizeContext) -> SampleParts:
-        options = ctx.spec.options
-        context_key = options.get("context_key", "context")
+        context_key = self.option(ctx.spec, "context_key")
         if context_key in obj:
             long_text = source_text(obj[context_key], context_key)
             turns, tags = substitute_tags(_turns(obj), _VIDEO_TAG)
             turns = place_media(turns, len(tags), 1)
         else:
             long_text, turns = _long_first_turn(obj)
-        folder = _store_pages(long_text, options, ctx)
+        folder = self.store_pages(long_text, ctx)
         return SampleParts(media=[make_media("frames_dir", folder)], conversations=turns, media_type=MEDIA_TYPE)
+
+    def store_pages(self, text: str, ctx: NormalizeContext) -> str:
+        """Renders ``text`` and stores its pages as one folder in the lake; returns its URI."""
+        words_per_frame = self.option(ctx.spec, "words_per_frame")
+        style_values = {key: self.option(ctx.spec, key) for key in _STYLE_OPTIONS}
+        max_pages = self.option(ctx.spec, "max_pages")
+        # Whitespace words are at most the renderer's word tokens: over the cap here, over it there.
+        at_least = -(-len(text.split()) // words_per_frame)
+        if at_least > max_pages:
+            raise RejectError(f"long text: at least {at_least} pages, over max_pages {max_pages}")
+        try:
+            style = PageStyle(**style_values, min_font_size=min(PageStyle.min_font_size, style_values["font_size"]))
+            pages = render_text(text, words_per_frame, style)
+        except TextRenderError as err:
+            raise RejectError(f"long text: {err}") from None
+        if ctx.put_object is None:
+            raise RuntimeError("this normalize context cannot store objects")
+        folder = "t2vid/" + stable_hash("t2vid", text, words_per_frame, *sorted(style_values.items()), length=32)
+        uris = [ctx.put_object(f"{folder}/text_pic_{i:05d}.png", page) for i, page in enumerate(pages)]
+        return uris[0].rsplit("/", 1)[0]
 
 
 def _turns(obj: dict) -> list[dict]:
@@ -86,33 +114,6 @@ def _long_first_turn(obj: dict) -> tuple[str, list[dict]]:
         return long_text, turns
     if "instruction" in obj:
         long_text = source_text(obj["instruction"], "instruction")
-        return long_text, [turn("user", MEDIA_TOKEN), turn("assistant", source_text(field(obj, "output", str), "output"))]
+        answer = source_text(field(obj, "output", str), "output")
+        return long_text, [turn("user", MEDIA_TOKEN), turn("assistant", answer)]
     raise RejectError("record has no long text: expected 'context', 'conversations' or 'instruction'")
-
-
-def _store_pages(text: str, options: dict, ctx: NormalizeContext) -> str:
-    """Renders ``text`` and stores its pages as one folder in the lake; returns its URI."""
-    words_per_frame = _positive_int(options, "words_per_frame", WORDS_PER_FRAME)
-    style_values = {key: _positive_int(options, key, default) for key, default in _STYLE_OPTIONS.items()}
-    max_pages = _positive_int(options, "max_pages", MAX_PAGES)
-    # Whitespace words are at most the renderer's word tokens: over the cap here, over it there.
-    at_least = -(-len(text.split()) // words_per_frame)
-    if at_least > max_pages:
-        raise RejectError(f"long text: at least {at_least} pages, over max_pages {max_pages}")
-    try:
-        style = PageStyle(**style_values, min_font_size=min(PageStyle.min_font_size, style_values["font_size"]))
-        pages = render_text(text, words_per_frame, style)
-    except TextRenderError as err:
-        raise RejectError(f"long text: {err}") from None
-    if ctx.put_object is None:
-        raise RuntimeError("this normalize context cannot store objects")
-    folder = "t2vid/" + stable_hash("t2vid", text, words_per_frame, *sorted(style_values.items()), length=32)
-    uris = [ctx.put_object(f"{folder}/text_pic_{i:05d}.png", page) for i, page in enumerate(pages)]
-    return uris[0].rsplit("/", 1)[0]
-
-
-def _positive_int(options: dict, key: str, default: int) -> int:
-    value: Any = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RejectError(f"option {key} must be a positive integer, got {value!r:.40}")
-    return value

@@ -34,7 +34,8 @@ from udfs.adapters.common import (
     turns_from_items,
     with_media_prefix,
 )
-from udfs.sample import RejectError, turn
+from udfs.adapters.options import Option, file_extension
+from udfs.sample import turn
 
 _VIDEO_TAG = re.compile(r"<video>")
 
@@ -42,9 +43,10 @@ _VIDEO_TAG = re.compile(r"<video>")
 @register("videoinstruct100k")
 class VideoInstruct100KAdapter(JsonRecordsAdapter):
     uses_record_id = False
+    options = {"video_ext": Option(".mp4", file_extension)}
 
     def parts_of(self, obj: dict, ctx: NormalizeContext) -> SampleParts:
-        video_ext = _video_ext(ctx)
+        video_ext = "." + self.option(ctx.spec, "video_ext").lstrip(".")
         if "conversations" in obj:
             video = field(obj, "video", str)
             path = video.removesuffix(".pkl") + video_ext if video.endswith(".pkl") else video
@@ -60,9 +62,3 @@ class VideoInstruct100KAdapter(JsonRecordsAdapter):
             turns = [turn("user", with_media_prefix(question, 1)), turn("assistant", answer)]
         return SampleParts(media=[media_item("video", path, ctx)], conversations=turns)
 
-
-def _video_ext(ctx: NormalizeContext) -> str:
-    video_ext = ctx.spec.options.get("video_ext", ".mp4")
-    if not isinstance(video_ext, str) or not video_ext.strip("."):
-        raise RejectError(f"source option video_ext must be an extension such as '.mp4', got {video_ext!r}")
-    return "." + video_ext.lstrip(".")
