@@ -55,13 +55,14 @@ def peak_rss_mb(children: bool = False) -> float:
     return usage.ru_maxrss / 1024
 
 
-def local_spark(cores: int = 2, **conf):
-    """A fresh local SparkSession with ``cores`` executor threads, made as framelake makes its own."""
+def local_spark(cores: int = 2, delta_spark: bool = False, **conf):
+    """A fresh local SparkSession with ``cores`` executor threads, made as framelake makes its
+    own (with Delta's jars and extensions for the delta-spark engine)."""
     from framelake.config import SparkSettings
     from framelake.runtime import get_spark
 
     settings = SparkSettings(master=f"local[{cores}]", conf={
         "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": str(2 * cores), **conf})
-    spark = get_spark(settings, app_name="framelake-bench")
+    spark = get_spark(settings, app_name="framelake-bench", delta_spark=delta_spark)
     spark.sparkContext.setLogLevel("ERROR")
     return spark

@@ -137,9 +137,34 @@ def make_annotations(root: str) -> None:
     ])
 
 
+def make_dense_captions(root: str) -> None:
+    """Queries of the generate stage's MIMIC-IT recipe (conf/recipes/mimicit_dc.yaml): timestamped
+    captions of the demo videos, as Syphus's dense-caption task reads ActivityNet's."""
+    def captions(*spans):
+        return {"dense_captions": [{"start": s, "end": e, "caption": c} for s, e, c in spans]}
+
+    write_jsonl(os.path.join(root, "annotations", "generate", "dense_captions.jsonl"), [
+        {"id": "clevrer_0001", "media": "videos/clevrer_0001.mp4", "annotations": captions(
+            (0, 3, "A test card with colour bars and a moving gradient appears."),
+            (3, 6, "A white counter in the centre counts the seconds."),
+            (6, 8, "The gradient keeps sliding to the left."))},
+        {"id": "clevrer_0002", "media": "videos/clevrer_0002.mp4", "annotations": captions(
+            (0, 2, "A colourful fractal fills the frame."),
+            (2, 6, "The camera zooms slowly into the fractal's edge."))},
+        {"id": "v_demo0001", "media": "videos/v_demo0001.mp4", "annotations": captions(
+            (0, 5, "A test pattern with a rotating wheel and a frame counter."))},
+        {"id": "webvid_0001", "media": {"path": "videos/webvid_0001.mp4", "start": 0, "end": 4},
+         "annotations": captions((0, 2, "Red, green and blue bars appear on a dark frame."),
+                                 (2, 4, "The bars slide across the frame from left to right."))},
+        {"id": "no_media", "annotations": captions((0, 1, "A caption without a video."))},
+        "not an object",
+    ])
+
+
 def main(root: str) -> None:
     make_videos(os.path.join(root, "media"))
     make_annotations(root)
+    make_dense_captions(root)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ``framelake`` command: run, validate, inspect, report, vacuum."""
+"""The ``framelake`` command: run, generate, validate, inspect, report, vacuum."""
 from __future__ import annotations
 
 import argparse
@@ -7,8 +7,11 @@ import sys
 import time
 import traceback
 
-from framelake.config import STAGES, Config, ConfigError, load_config
+from framelake.config import STAGES, Config, ConfigError, default_stages, load_config
+from framelake.layout import LakeLayoutError
 from framelake.lock import LakeConflictError, LakeLockedError, LakeLockLostError, lake_lock
+from framelake.runs import new_run_id
+from framelake.spark_log import SparkLog
 
 # Exit codes of ``framelake run`` (also in its --help and the README).
 EXIT_OK = 0  # done; bad records and videos are rows with reasons, not failures
@@ -18,7 +21,8 @@ EXIT_REJECTS = 4  # done, but more records were rejected than --max-reject-rate 
 EXIT_LAKE_BUSY = 5  # another run holds the lake, or another writer keeps changing its tables
 RUN_EXIT_CODES = f"""exit codes:
   {EXIT_OK}  done (rejected records and failed videos are rows with reasons, not errors)
-  {EXIT_USAGE}  bad arguments or config
+  {EXIT_USAGE}  bad arguments or config, or a lake made under an older layout (the message
+     says how to rebuild it)
   {EXIT_FAILED}  infrastructure failure (lake or storage unreachable, Spark job failed): the
      tables keep their last commits; the same command resumes. Traceback with --debug
      or FRAMELAKE_DEBUG=1
@@ -33,11 +37,25 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the pipeline (or some stages)", epilog=RUN_EXIT_CODES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--config", required=True)
-    run.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    run.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGES)} (default: all; generate "
+                                      "only with generate.recipes configured)")
     run.add_argument("--max-reject-rate", type=_fraction, metavar="R",
                      help=f"exit {EXIT_REJECTS} when over this fraction (0..1) of the annotation records "
                           "were rejected (the whole samples and rejects tables)")
-    run.add_argument("--debug", action="store_true", help="print the traceback of a failure")
+    run.add_argument("--debug", action="store_true",
+                     help="print the traceback of a failure, and Spark's log on stderr (else it goes to "
+                          "<lake>/logs/<run_id>/spark.log, or a local temp folder for a lake on S3)")
+    generate = commands.add_parser("generate", help="one recipe of the generate stage: a preview, a dry run, or a run")
+    generate.add_argument("--config", required=True)
+    generate.add_argument("--recipe", required=True, action="append", metavar="NAME",
+                          help="a configured recipe's name or a recipe file (repeatable)")
+    chosen = generate.add_mutually_exclusive_group()
+    chosen.add_argument("--preview", type=int, metavar="N",
+                        help="render N prompts, call the endpoint, print prompt, raw reply and parsed pairs; "
+                             "write nothing")
+    chosen.add_argument("--dry-run", action="store_true",
+                        help="print the requests to send and their prompt tokens; send and write nothing")
+    generate.add_argument("--debug", action="store_true", help="print the traceback of a failure")
     for name, help_text in (("validate", "check config, paths, tokenizers and ffmpeg"),
                             ("inspect", "row count, version and size of each table, and its history"),
                             ("report", "write the HTML report of the latest run (or --run)"),
@@ -66,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             for problem in err.problems:
                 print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
-    commands_run = {"run": cmd_run, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report,
-                    "vacuum": cmd_vacuum}
+    commands_run = {"run": cmd_run, "generate": cmd_generate, "validate": cmd_validate, "inspect": cmd_inspect,
+                    "report": cmd_report, "vacuum": cmd_vacuum}
     return commands_run[args.command](config, args)
 
 
@@ -79,34 +97,72 @@ def _fraction(text: str) -> float:
 
 
 def cmd_run(config: Config, args) -> int:
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    stages = default_stages(config) if args.stages is None else [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad:
         print(f"framelake: --stages: unknown stage {bad[0]!r} (known: {', '.join(STAGES)})", file=sys.stderr)
         return EXIT_USAGE
+    debug = bool(args.debug or os.environ.get("FRAMELAKE_DEBUG"))
+    run_id = new_run_id()
+    spark_log = SparkLog.for_run(config.lake, run_id, console=debug)
     try:
         from framelake.progress import Progress
         from framelake.runtime import Context
         from jobs.pipeline import run_pipeline, summary
 
-        ctx = Context.create(config, progress=Progress(sys.stdout))
-        results, report = run_pipeline(ctx, stages)
+        with spark_log.jvm_stderr():
+            ctx = Context.create(config, progress=Progress(sys.stdout), spark_log=spark_log)
+        results, report = run_pipeline(ctx, stages, run_id=run_id)
         print(summary(ctx, results))
         print(f"report: {report}")
+        print(f"spark log: {spark_log.where}")
         rejected, records = reject_counts(ctx.lake)
     except (LakeLockedError, LakeLockLostError, LakeConflictError) as err:  # their messages say what to do
         print(f"framelake: {err}", file=sys.stderr)
         return EXIT_LAKE_BUSY
+    except LakeLayoutError as err:  # a rebuild, which the message says how to do
+        print(f"framelake: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as err:  # any failure here is the run's, not a record's: those are rows
-        if args.debug or os.environ.get("FRAMELAKE_DEBUG"):
+        if debug:
             traceback.print_exc()
         print(f"framelake: run failed: {one_line(err)}", file=sys.stderr)
+        if not debug and os.path.isfile(spark_log.file):  # a run that could not start Spark has none
+            print(f"framelake: Spark's log: {spark_log.file}", file=sys.stderr)
         return EXIT_FAILED
     rate = rejected / records if records else 0.0
     if args.max_reject_rate is not None and rate > args.max_reject_rate:
         print(f"framelake: reject rate {rate:.3f} ({rejected} of {records} records) is over "
               f"--max-reject-rate {args.max_reject_rate}", file=sys.stderr)
         return EXIT_REJECTS
+    return EXIT_OK
+
+
+def cmd_generate(config: Config, args) -> int:
+    """``--preview N``, ``--dry-run``, or the generate stage with the recipes named only."""
+    try:
+        from framelake.runtime import Context
+        from jobs.generate import dry_run, preview, stage, with_recipes
+        from jobs.stage import run_stage
+
+        config = with_recipes(config, args.recipe)
+        ctx = Context.create(config)
+        for recipe in config.generate.recipes:
+            if args.preview is not None:
+                preview(ctx, recipe, args.preview)
+            elif args.dry_run:
+                counts = dry_run(ctx, recipe)
+                print(" ".join(f"{key}={value}" for key, value in counts.items()))
+        if args.preview is None and not args.dry_run:
+            run_stage(stage, ctx)
+    except (LakeLockedError, LakeLockLostError, LakeConflictError) as err:
+        print(f"framelake: {err}", file=sys.stderr)
+        return EXIT_LAKE_BUSY
+    except Exception as err:  # the endpoint, the lake or Spark: one line, the traceback with --debug
+        if args.debug or os.environ.get("FRAMELAKE_DEBUG"):
+            traceback.print_exc()
+        print(f"framelake: generate failed: {one_line(err)}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -133,6 +189,7 @@ def one_line(err: BaseException) -> str:
 def cmd_validate(config: Config, args) -> int:
     """Check what a run needs, reporting every problem rather than the first."""
     from framelake.storage import Storage, is_s3
+    from udfs.adapters import get_adapter
     from udfs.tokenizers import load_tokenizer
     from udfs.video import ffmpeg_exe
 
@@ -151,7 +208,7 @@ def cmd_validate(config: Config, args) -> int:
         files = storage.list(spec.annotations)
         if not files:
             raise FileNotFoundError(f"no files match {spec.annotations}")
-        return f"{len(files)} file(s)"
+        return f"{len(files)} file(s): " + describe_annotations(get_adapter(spec.format), files, storage.open_read)
 
     def media_root(spec):
         if not is_s3(spec.media_root) and not os.path.isdir(spec.media_root):
@@ -171,6 +228,27 @@ def cmd_validate(config: Config, args) -> int:
         return 1
     print("config is valid")
     return 0
+
+
+# Annotation files ``validate`` opens per source to tell their format: a source of thousands of
+# files is told by its first ones.
+DESCRIBED_FILES = 20
+
+
+def describe_annotations(adapter, files: list[str], open_read) -> str:
+    """Each file's name with its format and compression ("a.json.gz (JSON array, gzip)");
+    raises with every file that cannot be read as the source's format."""
+    described, problems = [], []
+    for uri in files[:DESCRIBED_FILES]:
+        name = uri.rsplit("/", 1)[-1]
+        try:
+            described.append(f"{name} ({adapter.describe_file(uri, open_read)})")
+        except Exception as err:  # each file's problem is reported, and the others still described
+            problems.append(f"{name}: {err}" if name not in str(err) else str(err))
+    if problems:
+        raise ValueError("; ".join(problems))
+    more = len(files) - DESCRIBED_FILES
+    return ", ".join(described) + (f", and {more} more (not opened)" if more > 0 else "")
 
 
 def _check_writable(storage, lake: str) -> str:
@@ -234,7 +312,12 @@ def cmd_vacuum(config: Config, args) -> int:
     from framelake.lake import DEFAULT_RETENTION_HOURS, Lake
     from framelake.storage import Storage
 
-    lake = Lake(config.lake, Storage(config.storage))
+    if config.engine == "delta-spark":  # Delta's own VACUUM, through Spark
+        from framelake.runtime import Context
+
+        lake = Context.create(config).lake
+    else:
+        lake = Lake(config.lake, Storage(config.storage))
     hours = DEFAULT_RETENTION_HOURS if args.retention_hours is None else args.retention_hours
     try:
         with lake_lock(lake.storage, lake.root):  # no run writes files while they are judged orphans

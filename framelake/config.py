@@ -24,12 +24,17 @@ import yaml
 from framelake.storage import StorageOptions, is_s3
 from udfs.adapters import SourceSpec
 from udfs.fingerprint import fingerprint
+from udfs.generate.problems import RecipeError
+from udfs.generate.settings import GenerateSettings, parse_generate
+from udfs.sample import media_datasets
 
 if TYPE_CHECKING:
     from udfs.token_lengths import ModelProfile
     from udfs.video import Sampling
 
-STAGES = ("normalize", "frames", "tokens", "shards")
+STAGES = ("normalize", "generate", "frames", "tokens", "shards")
+# "auto": delta-spark where this session has Delta's classes (Databricks, --packages), else delta-rs.
+ENGINES = ("auto", "delta-rs", "delta-spark")
 
 
 class ConfigError(ValueError):
@@ -90,11 +95,15 @@ class ShardSettings:
     bytes_per_shard: int = 500_000_000
     length_order: str = "none"  # "sort": by token length within shards; "group": each shard a length range
     mimicit_task: str = "DC"  # Otter picks its loader by this id prefix; DC, E4D, TVC, EAI are video tasks
+    # In-context examples (MIMIC-IT) in a format with no place for them (minicpmv, llava,
+    # messages, hf_parquet): "drop" the sample for the model, or "turns": earlier exchanges.
+    in_context: str = "drop"
+    llava_system: str = "prepend"  # LLaVA has no system role: "prepend" to the first human turn, or "drop"
 
 
 @dataclass(frozen=True)
 class Config:
-    lake: str
+    lake: str  # the lake's root: a local folder or s3://bucket/prefix
     storage: StorageOptions
     spark: SparkSettings
     sources: tuple[SourceSpec, ...]
@@ -105,14 +114,19 @@ class Config:
     path: str = ""
     catalog: CatalogSettings | None = None
     normalize: NormalizeSettings = NormalizeSettings()
+    engine: str = "auto"  # lake.engine: ENGINES
+    generate: GenerateSettings = GenerateSettings()
 
-    def tokens_fingerprint(self, profile: ModelProfile) -> str:
-        """What a model's ``token_lengths`` rows depend on besides the tables (their ``settings``)."""
+    def tokens_fingerprint(self, profile: ModelProfile, inputs: list) -> str:
+        """What a model's ``token_lengths`` rows were made from (their ``settings``): its settings,
+        and ``inputs``, the digest of the rows the tokens stage reads (``jobs.sample_frames``)."""
         return fingerprint({
+            "inputs": inputs,
             "model": profile.as_dict(),
             "filters": asdict(self.filters[profile.name]),
             "frames": asdict(self.frames),
             "formats": sorted(self.shards.formats),
+            "in_context": self.shards.in_context,  # which samples the formats drop
         })
 
 
@@ -142,10 +156,11 @@ def load_config(path: str, overrides: dict | None = None) -> Config:
 def parse_config(raw: dict, *, config_dir: Path | None = None, path: str = "") -> Config:
     """The validated config; a ``ConfigError`` lists every problem found, not only the first."""
     problems = _Problems()
-    known = {"lake", "storage", "spark", "sources", "normalize", "frames", "models", "shards", "catalog", "filters"}
+    known = {"lake", "storage", "spark", "sources", "normalize", "frames", "models", "shards", "catalog", "filters",
+             "generate"}
     for key in sorted(set(raw) - known):
         problems.add(f"{key}: unknown key (known: {', '.join(sorted(known))})")
-    lake = problems.check(_require, raw, "lake", str, "lake")
+    lake, engine = problems.check(_lake, raw.get("lake")) or (None, None)
     parts = {
         "storage": problems.check(_storage, raw.get("storage")),
         "spark": problems.check(_spark, raw.get("spark")),
@@ -155,13 +170,14 @@ def parse_config(raw: dict, *, config_dir: Path | None = None, path: str = "") -
         "models": problems.check(_models, raw.get("models"), config_dir),
         "shards": problems.check(_shards, raw.get("shards")),
         "catalog": problems.check(_catalog, raw.get("catalog")),
+        "generate": problems.check(_generate, raw.get("generate"), config_dir),
     }
     if parts["sources"] is not None and parts["models"] is not None:
         parts["filters"] = problems.check(
             _filters, raw.get("filters"), raw["models"], parts["models"], parts["sources"])
     problems.raise_if_any()
     parts.update(sources=tuple(parts["sources"]), models=tuple(parts["models"]))
-    return Config(lake=_absolute(lake), path=path, **parts)
+    return Config(lake=_absolute(lake), engine=engine, path=path, **parts)
 
 
 class _Problems:
@@ -188,6 +204,22 @@ class _Problems:
 
 def _absolute(path: str) -> str:
     return path.rstrip("/") if is_s3(path) else os.path.abspath(os.path.expanduser(path))
+
+
+def _lake(value: Any) -> tuple[str, str]:
+    """(root, engine) of ``lake: ROOT`` or ``lake: {root: ROOT, engine: ENGINE}``. Without an
+    engine, ``FRAMELAKE_ENGINE`` or "auto"."""
+    section = {"root": value} if isinstance(value, str) or value is None else _mapping(value, "lake")
+    problems = _Problems()
+    for key in sorted(set(section) - {"root", "engine"}):
+        problems.add(f"lake.{key}: unknown key (known: engine, root)")
+    where = "lake" if isinstance(value, str) or value is None else "lake.root"
+    root = problems.check(_require, section, "root", str, where)
+    engine = section.get("engine") or os.environ.get("FRAMELAKE_ENGINE") or "auto"
+    if engine not in ENGINES:
+        problems.add(f"lake.engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
+    problems.raise_if_any()
+    return root, engine
 
 
 def _require(section: dict, key: str, kind: type, where: str) -> Any:
@@ -268,7 +300,9 @@ def _sources(value: Any) -> list[SourceSpec]:
     specs = [problems.check(_source, entry, f"sources[{i}]") for i, entry in enumerate(value)]
     _no_duplicates(problems, "sources", [spec and spec.name for spec in specs], "source")
     problems.raise_if_any()
-    return specs
+    # Named in the options, the dataset is part of each source's settings: a change renormalizes it.
+    datasets = media_datasets([(spec.media_root, spec.options.get("media_dataset")) for spec in specs])
+    return [replace(spec, options={**spec.options, "media_dataset": name}) for spec, name in zip(specs, datasets)]
 
 
 def _no_duplicates(problems: _Problems, where: str, names: list[str | None], what: str) -> None:
@@ -369,6 +403,29 @@ def builtin_profile_dir() -> Path:
     return folder
 
 
+def default_stages(config: Config) -> list[str]:
+    """The stages a run does unless told: all, but generate only with recipes configured
+    (it needs an LLM endpoint; the demo runs offline)."""
+    return [s for s in STAGES if s != "generate" or config.generate.recipes]
+
+
+def _generate(value: Any, config_dir: Path | None) -> GenerateSettings:
+    """The ``generate:`` section (``udfs.generate.settings``); recipe files are read as the
+    config is, relative paths from the current directory."""
+    def read_text(path: str) -> str:
+        if is_s3(path):
+            from framelake.storage import Storage
+
+            return Storage(StorageOptions.from_config(None)).read_bytes(path).decode("utf-8")
+        return Path(path).read_text(encoding="utf-8")
+
+    search = [d for d in (config_dir and config_dir / "models", builtin_profile_dir()) if d]
+    try:
+        return parse_generate(value, read_text, search)
+    except RecipeError as err:
+        raise ConfigError(err.problems) from None
+
+
 def _catalog(value: Any) -> CatalogSettings | None:
     if value is None:
         return None
@@ -390,6 +447,8 @@ def _identifier(section: dict, key: str) -> str:
 
 def _shards(value: Any) -> ShardSettings:
     from udfs.shards import known_formats
+    from udfs.shards.common import IN_CONTEXT_MODES
+    from udfs.shards.llava import LLAVA_SYSTEM_MODES
 
     section = dict(_mapping(value, "shards"))
     problems = _Problems()
@@ -402,7 +461,8 @@ def _shards(value: Any) -> ShardSettings:
             problems.add(f"shards.formats: unknown format {fmt!r} (known: {', '.join(known_formats())})")
     settings = problems.check(_section, ShardSettings, section, "shards")
     if settings is not None:
-        for key, allowed in (("balance", ("samples", "bytes")), ("length_order", ("none", "sort", "group"))):
+        for key, allowed in (("balance", ("samples", "bytes")), ("length_order", ("none", "sort", "group")),
+                             ("in_context", IN_CONTEXT_MODES), ("llava_system", LLAVA_SYSTEM_MODES)):
             if getattr(settings, key) not in allowed:
                 problems.add(f"shards.{key}: must be one of {', '.join(allowed)}, got {getattr(settings, key)!r}")
         if not re.fullmatch(r"[A-Za-z0-9]+", settings.mimicit_task):

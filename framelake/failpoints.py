@@ -20,7 +20,12 @@ Points (where they sit):
   ``source_files`` not;
 * ``frames.between_commits`` (driver): a wave's ``frames`` rows committed, its ``videos`` rows not;
 * ``lake.before_commit`` (driver): a write's Parquet files are under the table root, its Delta
-  commit is not made;
+  commit is not made (delta-rs);
+* ``lake.after_spark_commit`` (driver): a delta-spark write committed, as if its response were
+  lost on the way back;
+* ``generate.before_commit`` (driver): a wave of replies received, not committed to
+  ``generations`` yet;
+* ``generate.request`` (executor): a request about to be sent;
 * ``tokens.map`` (executor): in the task that counts a batch of samples' tokens;
 * ``shards.after_first_shard`` (executor): a task has written its first shard in every format,
   no manifest is written yet.

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from framelake.config import Config, SparkSettings
-from framelake.lake import Lake
+from framelake.lake import Lake, delta_spark_session_conf
 from framelake.lock import process_alive
 from framelake.progress import Progress
+from framelake.spark_log import SparkLog
 from framelake.storage import Storage
+from udfs.atomic import current_umask
 
 # Defaults for a session framelake creates itself; spark.conf and spark-submit's --conf override them.
 _LOCAL_DEFAULTS = {
@@ -29,14 +31,21 @@ _SOCKET_FOLDER_PREFIX = "framelake-sock-"  # then the pid, "-" and mkdtemp's 8 c
 # workers and ffmpeg beside it. Its C2 compiler takes seconds of CPU in a job's first minutes,
 # from the cores those workers need; code compiled by C1 alone does this JVM's part as fast
 # (docs/measurements.md). A default: ``spark.driver.extraJavaOptions`` adds to it, and setting this key replaces it.
+# Delta rebuilds a table's state after each commit in 50 tasks by default, sized for clusters and
+# large logs; on a local session those tasks' overhead doubled the time of a demo run
+# (docs/measurements.md).
+_LOCAL_DELTA_DEFAULTS = {"spark.databricks.delta.snapshotPartitions": "2"}
 _LOCAL_JVM_OPTIONS = {"spark.driver.defaultJavaOptions": "-XX:TieredStopAtLevel=1"}
 
 
-def get_spark(settings: SparkSettings, app_name: str = "framelake"):
+def get_spark(settings: SparkSettings, app_name: str = "framelake", delta_spark: bool = False,
+              log: SparkLog | None = None):
     """The active session (Databricks, notebooks, a Connect client that made one) or a new
     one: a Spark Connect session to ``settings.remote`` (``spark.remote`` or ``SPARK_REMOTE``),
     else a classic one on ``settings.master``. Under spark-submit, its ``--master`` and
-    ``--conf`` win over the config's."""
+    ``--conf`` win over the config's. ``delta_spark``: a classic session framelake starts gets
+    Delta's jars and extensions (spark-submit's and Connect servers' are their own to give).
+    ``log``: the log4j settings of a JVM it starts (``framelake.spark_log``)."""
     from pyspark.sql import SparkSession
 
     # Under Connect (SPARK_CONNECT_MODE_ENABLED) this asks the Connect client, never a JVM.
@@ -56,8 +65,15 @@ def get_spark(settings: SparkSettings, app_name: str = "framelake"):
         sockets = python_socket_conf(master, tempfile.gettempdir())
         # Under spark-submit the JVM already runs: its options are spark-submit's to give.
         jvm = _LOCAL_JVM_OPTIONS if master.startswith("local") and not given else {}
+        jvm = log.driver_options(jvm) if log and not given else jvm
+        delta = delta_spark_session_conf() if delta_spark and not given else {}
+        if delta and master.startswith("local"):
+            delta = {**delta, **_LOCAL_DELTA_DEFAULTS}
+        # Hadoop's file systems apply their own umask (022), not the process's: delta-spark's
+        # files get the mode every other file of the lake gets.
+        umask = {"spark.hadoop.fs.permissions.umask-mode": f"{current_umask():03o}"}
         wanted = {"spark.master": settings.master, "spark.app.name": app_name, **_LOCAL_DEFAULTS, **sockets, **jvm,
-                  **settings.conf}
+                  **delta, **umask, **settings.conf}
     for key, value in wanted.items():
         if key not in given:
             builder = builder.config(key, value)
@@ -108,8 +124,9 @@ class Context:
     progress: Progress = field(default_factory=Progress.quiet)  # the CLI and spark-submit show it
 
     @classmethod
-    def create(cls, config: Config, spark=None, progress: Progress | None = None) -> "Context":
-        spark = spark or get_spark(config.spark)
+    def create(cls, config: Config, spark=None, progress: Progress | None = None,
+               spark_log: SparkLog | None = None) -> "Context":
+        spark = spark or get_spark(config.spark, delta_spark=config.engine == "delta-spark", log=spark_log)
         storage = Storage(config.storage)
-        lake = Lake(config.lake, storage, spark, catalog=config.catalog)
+        lake = Lake(config.lake, storage, spark, engine=config.engine, catalog=config.catalog)
         return cls(config=config, spark=spark, storage=storage, lake=lake, progress=progress or Progress.quiet())

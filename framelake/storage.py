@@ -1,4 +1,4 @@
-"""Object I/O for local paths and ``s3://`` URIs, built on boto3.
+"""Object I/O for local paths and ``s3://`` URIs, built on boto3 (and reads of ``https://`` media).
 
 A ``Storage`` is small and picklable: Spark ships it to executors, where each process builds
 its boto3 client once. Writes are atomic: local files go through a temp name and a rename,
@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 from urllib.parse import urlparse
@@ -87,6 +88,30 @@ class StorageOptions:
         }
         return {k: v for k, v in options.items() if v}
 
+    def s3a_conf(self) -> dict[str, str]:
+        """The Hadoop ``fs.s3a.*`` settings (hadoop-aws, for delta-spark) for the same store.
+        Path-style requests where an endpoint is given, as S3-compatible stores need. Without
+        keys, the SDK's own chain (``AWS_*`` variables, profile, instance role) applies."""
+        conf = {
+            "fs.s3a.endpoint": self.endpoint_url,
+            "fs.s3a.endpoint.region": self.region or "us-east-1",
+            "fs.s3a.path.style.access": "true" if self.endpoint_url else None,
+            "fs.s3a.connection.ssl.enabled": "false" if self.allow_http else None,
+            "fs.s3a.attempts.maximum": str(self.max_attempts),
+            "fs.s3a.connection.timeout": f"{READ_TIMEOUT_S}s",
+            "fs.s3a.connection.establish.timeout": f"{CONNECT_TIMEOUT_S}s",
+        }
+        if self.access_key_id and self.secret_access_key:
+            conf.update({
+                "fs.s3a.access.key": self.access_key_id,
+                "fs.s3a.secret.key": self.secret_access_key,
+                "fs.s3a.session.token": self.session_token,
+                "fs.s3a.aws.credentials.provider": (
+                    "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider" if self.session_token
+                    else "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"),
+            })
+        return {k: v for k, v in conf.items() if v}
+
 
 @dataclass(frozen=True, order=True)
 class ObjectInfo:
@@ -145,6 +170,9 @@ class Storage:
         the whole object (a range request when ``offset`` is set)."""
         if is_s3(uri):
             return io.BufferedReader(_ResumableBody(self, uri, offset), buffer_size=1 << 20)
+        if uri.startswith("https://"):  # media a source allows by ``allow_remote_media``
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            return urllib.request.urlopen(urllib.request.Request(uri, headers=headers), timeout=READ_TIMEOUT_S)
         stream = open(uri, "rb")
         stream.seek(offset)
         return stream

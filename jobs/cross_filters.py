@@ -28,6 +28,16 @@ def _lookup(mapping: dict, key):
     return F.create_map(*[F.lit(x) for item in mapping.items() for x in item])[key]
 
 
+def drop_rewritten(rows: DataFrame) -> DataFrame:
+    """Originals that a rewrite recipe made a new version of (``jobs.sample_versions``: the
+    ``rewritten_as`` and ``rewritten_by`` columns) give way to it, whatever the settings; this
+    reason replaces the one a check gave (the refusal a rewrite fixed, say)."""
+    hit = F.col("rewritten_as").isNotNull()
+    reason = F.concat(F.lit("rewritten by recipe "), F.col("rewritten_by"), F.lit(" as "), F.col("rewritten_as"))
+    return rows.withColumn("reason", F.when(hit, reason).otherwise(F.col("reason"))).withColumn(
+        "kept", F.col("kept") & ~hit)
+
+
 def select_across(rows: DataFrame, settings: FilterSettings) -> DataFrame:
     """The filters that compare one model's samples, in order: duplicates, video-disjoint
     sources, mixture. ``rows``: its ``token_lengths`` rows joined with ``jobs.tokens.sample_identity``."""

@@ -2,7 +2,8 @@
 
 Writes the ``videos`` table (one row per media item, with a status) and the ``frames`` table
 (one row per frame object). Media already extracted ``ok`` with the same sampling parameters
-are skipped, so a rerun only does what is missing or failed.
+are skipped, so a rerun only does what is missing or failed; a failure that happens again the
+same way is not written again.
 
 The media to do are extracted in waves of about ``frames.wave_size`` items, each committed
 (appended) on its own, so a killed run keeps the waves it finished; a wave is committed while
@@ -26,7 +27,7 @@ from framelake.config import FramesSettings
 from framelake.failpoints import failpoint
 from framelake.runtime import Context
 from framelake.storage import Storage
-from jobs.stage import Stage, TaskNumbers, map_tasks, sql_in, stage_main
+from jobs.stage import Stage, TaskNumbers, map_tasks, stage_main
 from udfs.schemas import FRAMES, VIDEOS
 from udfs.video import extract_media
 
@@ -149,29 +150,37 @@ def extract_waves(ctx: Context) -> dict:
     settings = ctx.config.frames
     params = settings.fingerprint()
     media = (
-        ctx.lake.read("samples")
-        .select(F.explode("media").alias("m"))
+        ctx.lake.read("samples")  # in-context examples' media too: formats may show them (shards.in_context)
+        .select(F.explode(F.concat("media", F.flatten(F.transform("in_context", lambda e: e["media"])))).alias("m"))
         .select("m.*")
         .dropDuplicates(["media_id"])
     )
-    previous = ctx.lake.read("videos").select("video_id", "status", "params")
+    previous = ctx.lake.read("videos").select("video_id", "status", "params", "error")
     reusable = previous.where((F.col("status") == "ok") & (F.col("params") == params)).select(
         "video_id", F.lit(True).alias("reusable"))
     # Media with rows from earlier runs (failed, other parameters, frames of a killed wave):
     # each wave deletes its own before appending.
     earlier = (previous.select("video_id").unionByName(ctx.lake.read("frames").select("video_id"))
                .distinct().withColumn("earlier", F.lit(True)))
+    # Failures are tried again; one that happens again the same way is not written again (unless
+    # a killed wave left frames rows for it, which its rewrite deletes).
+    failed = previous.where((F.col("status") == "failed") & (F.col("params") == params)).join(
+        ctx.lake.read("frames").select("video_id"), "video_id", "left_anti").select(
+        "video_id", F.col("error").alias("failed_with"))
     flagged = (
         media.join(reusable, media["media_id"] == reusable["video_id"], "left").drop("video_id")
         .join(earlier, F.col("media_id") == earlier["video_id"], "left").drop("video_id")
+        .join(failed, F.col("media_id") == failed["video_id"], "left").drop("video_id")
     )
     is_todo = F.col("reusable").isNull()
     summary = flagged.agg(  # one job for all the counts the waves need
         F.count(F.when(is_todo, 1)).alias("todo"),
         F.count("reusable").alias("reused"),
         F.collect_list(F.when(is_todo & F.col("earlier"), F.col("media_id"))).alias("stale"),
+        F.collect_list(F.when(F.col("failed_with").isNotNull(), F.struct("media_id", "failed_with"))).alias("failed"),
     ).first()
     n_todo, stale = summary["todo"], set(summary["stale"])
+    failed_with = {row["media_id"]: row["failed_with"] for row in summary["failed"]}
     ctx.progress.total(n_todo, "videos")
     # Waves by a hash of the id: each wave is the same set of media however often it is
     # computed, and the rows earlier waves commit belong to other waves.
@@ -191,7 +200,11 @@ def extract_waves(ctx: Context) -> dict:
 
     def commit(extracted, done: list) -> None:
         try:
-            commit_wave(ctx, extracted, sorted(stale.intersection(row["video_id"] for row in done)))
+            wave_ids = sorted(row["video_id"] for row in done
+                              if row["status"] != "failed" or failed_with.get(row["video_id"]) != row["error"])
+            if wave_ids:
+                changed = extracted.where(F.col("video_id").isin(wave_ids))
+                commit_wave(ctx, changed, wave_ids, sorted(stale.intersection(wave_ids)))
         finally:
             extracted.unpersist()
         for row in done:
@@ -214,7 +227,7 @@ def extract_waves(ctx: Context) -> dict:
                     continue
                 extracted = map_tasks(ctx.spark, len(tasks), ExtractWave(extract, tasks), EXTRACTED).persist()
                 try:
-                    done = extracted.select("video_id", "status", "n_frames").collect()  # extracts the wave
+                    done = extracted.select("video_id", "status", "n_frames", "error").collect()  # extracts the wave
                     if committed is not None:
                         committed.result()
                 except BaseException:
@@ -228,18 +241,14 @@ def extract_waves(ctx: Context) -> dict:
     return counts
 
 
-def commit_wave(ctx: Context, extracted, replaced_ids: list[str]) -> None:
-    """Commit one wave: delete what earlier runs left for ``replaced_ids``, then append the
-    wave's frames, then its videos rows (see the module docstring for why in this order)."""
-    if replaced_ids:
-        ctx.lake.delete("frames", sql_in("video_id", replaced_ids))
+def commit_wave(ctx: Context, extracted, wave_ids: list[str], replaced_ids: list[str]) -> None:
+    """Commit one wave: its frames, then its videos rows (see the module docstring for why in
+    this order), each in place of what earlier runs left for ``replaced_ids``."""
     rows = extracted.coalesce(1)  # a wave's rows are few: one file per table and wave
     new_frames = rows.select("video_id", F.explode("frames").alias("f")).select("video_id", "f.*")
-    ctx.lake.write("frames", new_frames, mode="append")
+    ctx.lake.replace("frames", new_frames, "video_id", wave_ids, replaced_ids)
     failpoint("frames.between_commits")
-    if replaced_ids:
-        ctx.lake.delete("videos", sql_in("video_id", replaced_ids))
-    ctx.lake.write("videos", rows.select(*VIDEOS.names), mode="append")
+    ctx.lake.replace("videos", rows.select(*VIDEOS.names), "video_id", wave_ids, replaced_ids)
 
 
 def task_cpus(spark) -> int:

@@ -23,11 +23,12 @@ from pyspark.sql import functions as F
 from framelake.failpoints import failpoint
 from framelake.runtime import Context
 from framelake.storage import Storage
-from jobs.stage import Stage, TaskNumbers, map_tasks, sql_in, stage_main
+from jobs.stage import Stage, TaskNumbers, map_tasks, stage_main
 from udfs.adapters import NormalizeContext, SourceSpec, get_adapter
 from udfs.adapters.readers import Split, scan_splits
 from udfs.normalize import RunPlan, WorkUnit, normalize_unit, plan_run
 from udfs.schemas import REJECTS, SAMPLES, SOURCE_FILES, to_spark_schema
+from udfs.sql import sql_in
 
 # Samples and rejects travel together out of one pass; ``reason`` is null for samples.
 NORMALIZED = pa.schema([*SAMPLES, pa.field("reason", pa.string())])
@@ -106,12 +107,13 @@ class ScanSplits(TaskNumbers):
 
 def split_big_units(ctx: Context, units: list[WorkUnit]) -> list[WorkUnit]:
     """``units`` with each file over ``split_bytes`` of a splittable format replaced by its
-    splits, biggest first (tasks start in this order)."""
+    splits (not compressed files: ``Adapter.can_split``), biggest first (tasks start in this
+    order)."""
     split_bytes = ctx.config.normalize.split_bytes
     formats = {spec.name: spec.format for spec in ctx.config.sources}
     result, big = [], []
     for unit in units:
-        splittable = unit.size > split_bytes and get_adapter(formats[unit.source]).splittable
+        splittable = unit.size > split_bytes and get_adapter(formats[unit.source]).can_split(unit.files[0])
         (big if splittable else result).append(unit)
     if big:
         scanned: dict[int, list] = {}
@@ -232,12 +234,25 @@ def normalize(ctx: Context) -> tuple[dict, dict]:
         files_df = ctx.spark.createDataFrame(recorded_files, to_spark_schema(SOURCE_FILES))
         ctx.lake.write("source_files", files_df, "overwrite")
     totals = {spec.name: {"in": 0, "samples": 0, "rejects": 0} for spec in sources}
-    in_tables = ctx.lake.read("samples").select("source", F.lit("samples").alias("table")).unionByName(
-        ctx.lake.read("rejects").select("source", F.lit("rejects").alias("table")))
+    # The generate stage's rows (format "generate:<recipe>") are its own to count.
+    normalized = ~F.col("format").startswith("generate:")
+    in_tables = ctx.lake.read("samples").where(normalized).select("source", F.lit("samples").alias("table"))
+    in_tables = in_tables.unionByName(
+        ctx.lake.read("rejects").where(normalized).select("source", F.lit("rejects").alias("table")))
     for row in in_tables.groupBy("source", "table").count().collect():
         totals[row["source"]][row["table"]] = row["count"]
         totals[row["source"]]["in"] += row["count"]
-    return {"units": len(units), "kept": plan.kept, **done}, {"sources": totals}
+    return {"units": len(units), "kept": plan.kept, **done}, {"sources": totals, "notes": note_counts(ctx)}
+
+
+def note_counts(ctx: Context) -> dict[str, dict[str, int]]:
+    """Per source, what the samples' ``notes`` add up to, by kind (``schemas.NOTE``): e.g. the
+    MIMIC-IT in-context examples dropped because no instruction has their id."""
+    notes = ctx.lake.read("samples").select("source", F.explode("notes").alias("note"))
+    counts: dict[str, dict[str, int]] = {}
+    for row in notes.groupBy("source", "note.kind").agg(F.sum("note.count").alias("count")).collect():
+        counts.setdefault(row["source"], {})[row["kind"]] = row["count"]
+    return counts
 
 
 stage = NormalizeStage()

@@ -1,4 +1,4 @@
-"""The whole pipeline: normalize → frames → tokens → shards, then a run record under
+"""The whole pipeline: normalize → generate → frames → tokens → shards, then a run record under
 ``<lake>/runs/``, a report under ``<lake>/reports/`` and a short summary."""
 from __future__ import annotations
 
@@ -6,22 +6,24 @@ import time
 from collections import Counter
 from dataclasses import asdict
 
-from framelake.config import STAGES
+from framelake.config import STAGES, default_stages
 from framelake.lock import lake_lock
 from framelake.report import write_report
 from framelake.runs import new_run_id, save_run
 from framelake.runtime import Context
-from jobs import frames, normalize, shards, tokens
+from jobs import frames, generate, normalize, shards, tokens
 from jobs.stage import Stage, StageResult, context_from_args, run_stage
 from udfs.schemas import TABLES
 
 # The stages by name, in pipeline order (``framelake.config.STAGES``).
-PIPELINE: dict[str, Stage] = {s.name: s for s in (normalize.stage, frames.stage, tokens.stage, shards.stage)}
+PIPELINE: dict[str, Stage] = {
+    s.name: s for s in (normalize.stage, generate.stage, frames.stage, tokens.stage, shards.stage)}
 
 
-def run_stages(ctx: Context, stages: list[str] = list(STAGES), echo=print) -> list[StageResult]:
-    """Run the stages in pipeline order, holding the lake's run lock (``LakeLockedError`` if
-    another run holds it)."""
+def run_stages(ctx: Context, stages: list[str] | None = None, echo=print) -> list[StageResult]:
+    """Run the stages (by default ``default_stages``) in pipeline order, holding the lake's run
+    lock (``LakeLockedError`` if another run holds it)."""
+    stages = default_stages(ctx.config) if stages is None else stages
     unknown = [s for s in stages if s not in PIPELINE]
     if unknown:
         raise ValueError(f"unknown stage {unknown[0]!r} (known: {', '.join(STAGES)})")
@@ -30,10 +32,11 @@ def run_stages(ctx: Context, stages: list[str] = list(STAGES), echo=print) -> li
         return [run_stage(stage, ctx, echo) for name, stage in PIPELINE.items() if name in stages]
 
 
-def run_pipeline(ctx: Context, stages: list[str] = list(STAGES), echo=print) -> tuple[list[StageResult], str]:
+def run_pipeline(ctx: Context, stages: list[str] | None = None, echo=print,
+                 run_id: str | None = None) -> tuple[list[StageResult], str]:
     """Run the stages, record the run and write its report; returns the results and the report's URI.
-    The lake's run lock is held throughout, under the run's id."""
-    run_id, started_at = new_run_id(), _utc_now()
+    The lake's run lock is held throughout, under the run's id (a new one unless given)."""
+    run_id, started_at = run_id or new_run_id(), _utc_now()
     with lake_lock(ctx.storage, ctx.lake.root, run_id) as lock:
         results = run_stages(ctx, stages, echo)
         lock.check()
@@ -66,9 +69,11 @@ def summary(ctx: Context, results: list[StageResult]) -> str:
         info = ctx.lake.info(name)
         lines.append(f"  {name:<14} rows={info.rows:<8} version={info.version}")
     for result in results:
+        notes = (result.details or {}).get("notes") or {}
         for source, counts in ((result.details or {}).get("sources") or {}).items():
+            noted = "".join(f" {kind}={count}" for kind, count in sorted(notes.get(source, {}).items()))
             lines.append(
-                f"  source {source}: in={counts['in']} samples={counts['samples']} rejects={counts['rejects']}")
+                f"  source {source}: in={counts['in']} samples={counts['samples']} rejects={counts['rejects']}{noted}")
     rejects = Counter(ctx.lake.read_arrow("rejects", columns=["reason"]).column("reason").to_pylist())
     if rejects:
         lines.append(f"rejects: {sum(rejects.values())}")

@@ -6,7 +6,8 @@ with ``length_order: group``), balanced by samples or by bytes. Executors write 
 in every format, each atomically (temporary name, then rename or a single PUT). A (model,
 format)'s ``manifest.json`` is written after its shards, then files it does not list are
 removed. A model whose fingerprint (its settings and a digest of its input rows) is the one
-its manifests carry keeps its shards as they are.
+its manifests carry keeps its shards as they are; the ``shards`` table is written only when
+its rows change.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from framelake.config import Config, ShardSettings
 from framelake.failpoints import failpoint
 from framelake.runtime import Context
 from framelake.storage import Storage
-from jobs.sample_frames import samples_with_frames
+from jobs.sample_frames import rows_digest, samples_with_frames, tokens_inputs_digest
 from jobs.stage import ArrowTask, Stage, stage_main
 from udfs.fingerprint import fingerprint
 from udfs.schemas import SHARDS, to_spark_schema
@@ -43,15 +44,20 @@ class WriteShards(ArrowTask):
     def process(self, batches):
         rows = (row for batch in batches for row in batch.to_pylist())
         for shard_index, shard_rows in itertools.groupby(rows, key=lambda r: r["shard_index"]):
-            samples = [(row, self.frames_of(row)) for row in shard_rows]
+            samples = [self.sample_of(row) for row in shard_rows]
             written = [out for fmt in self.settings.formats for out in self.write(fmt, shard_index, samples)]
             failpoint("shards.after_first_shard")
             yield pa.RecordBatch.from_pylist(written, schema=SHARDS)
 
-    def frames_of(self, row: dict) -> list[list[dict]]:
-        """The frames the tokens stage counted (same rule, same budget), paths from the frame root."""
+    def sample_of(self, row: dict) -> tuple[dict, list[list[dict]]]:
+        """The row and its frames as formats take them: the frames the tokens stage counted (same
+        rule, same budget), and those of the in-context examples' media, paths from the frame root."""
+        def with_paths(frames):
+            return [{**f, "path": self.frame_path(f["uri"])} for f in frames or []]
+
+        examples = [{**item, "frames": with_paths(item["frames"])} for item in row["in_context_frames"]]
         selected = select_frames(row["media_frames"], row["frame_budget"])
-        return [[{**f, "path": self.frame_path(f["uri"])} for f in frames] for frames in selected]
+        return {**row, "in_context_frames": examples}, [with_paths(frames) for frames in selected]
 
     def frame_path(self, uri: str) -> str:
         if not uri.startswith(self.lake_root + "/"):
@@ -118,22 +124,17 @@ def assign_shards(kept: DataFrame, settings: ShardSettings) -> DataFrame:
     return assigned.join(F.broadcast(used), "planned").select("sample_id", "shard_index")
 
 
-def rows_digest(rows: DataFrame) -> list:
-    """Row count and XOR of row hashes: any changed, added or removed row changes it."""
-    digest = rows.agg(F.count(F.lit(1)), F.bit_xor(F.xxhash64(*rows.columns))).first()
-    return [digest[0], digest[1]]
-
-
 def shard_fingerprint(config: Config, profile: ModelProfile, rows: DataFrame) -> str:
     return fingerprint({"model": profile.as_dict(), "shards": asdict(config.shards), "rows": rows_digest(rows)})
 
 
-def check_token_lengths(ctx: Context, lengths: DataFrame) -> None:
-    """Refuse to shard from ``token_lengths`` rows made for other samples or settings."""
+def check_token_lengths(ctx: Context, lengths: DataFrame, inputs: list) -> None:
+    """Refuse to shard from ``token_lengths`` rows made for other samples or settings (``inputs``:
+    ``jobs.sample_frames.tokens_inputs_digest`` of the rows the tokens stage read)."""
     samples = ctx.lake.read("samples").count()
     made = {(r["model"], r["settings"]): r["count"] for r in lengths.groupBy("model", "settings").count().collect()}
     for profile in ctx.config.models:
-        name, expected = profile.name, ctx.config.tokens_fingerprint(profile)
+        name, expected = profile.name, ctx.config.tokens_fingerprint(profile, inputs)
         rows = {settings: count for (model, settings), count in made.items() if model == name}
         if rows != ({expected: samples} if samples else {}):
             raise RuntimeError(
@@ -210,13 +211,14 @@ def emit_shards(ctx: Context) -> tuple[dict, dict]:
     """Shards of every model whose inputs or settings changed; the counts, and the models rewritten."""
     config = ctx.config
     lengths = ctx.lake.read("token_lengths")
-    check_token_lengths(ctx, lengths)
     inputs = samples_with_frames(ctx.lake).select(
-        "sample_id", "source", "media_type", "media", "conversations", "in_context", "media_frames"
+        "sample_id", "source", "media_type", "media", "conversations", "in_context", "media_frames",
+        "in_context_frames",
     ).persist()
     shard_rows, rewritten = [], []
     ctx.progress.total(len(config.models), "models")
     try:
+        check_token_lengths(ctx, lengths, tokens_inputs_digest(ctx.lake, inputs))
         for profile in config.models:
             model = profile.name
             kept = lengths.where((F.col("model") == model) & F.col("kept")).select(
@@ -231,12 +233,20 @@ def emit_shards(ctx: Context) -> tuple[dict, dict]:
                 rewritten.append(model)
             shard_rows += model_rows
             ctx.progress.advance(1)
-        ctx.lake.write("shards", ctx.spark.createDataFrame(shard_rows, to_spark_schema(SHARDS)))
+        if not (ctx.lake.exists("shards") and _same_rows(ctx.lake.read_arrow("shards").to_pylist(), shard_rows)):
+            ctx.lake.write("shards", ctx.spark.createDataFrame(shard_rows, to_spark_schema(SHARDS)))
     finally:
         inputs.unpersist()
     counts = {"shards": len(shard_rows), "samples": sum(r["samples"] for r in shard_rows),
               "models_rewritten": len(rewritten), "models_unchanged": len(config.models) - len(rewritten)}
     return counts, {"rewritten": rewritten}
+
+
+def _same_rows(table_rows: list[dict], rows: list[dict]) -> bool:
+    def values(row_list):
+        return sorted(tuple(row[name] for name in SHARDS.names) for row in row_list)
+
+    return values(table_rows) == values(rows)
 
 
 stage = ShardsStage()

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from framelake.config import load_config
 from framelake.lake import CommitConflictError
+from framelake.layout import check_layout
 from framelake.lock import LakeConflictError, lake_lock
 from framelake.progress import Progress
 from framelake.runtime import Context
@@ -98,17 +99,13 @@ def map_tasks(spark, count: int, function: ArrowTask, schema: pa.Schema):
     return spark.range(0, count, 1, count).mapInArrow(function, to_spark_schema(schema))
 
 
-def sql_in(column: str, values: list[str]) -> str:
-    """``column IN ('a', 'b')`` with the values quoted as SQL string literals."""
-    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-    return f"{column} IN ({quoted})"
-
-
 def run_stage(stage: Stage, ctx: Context, echo: Callable[[str], None] = print) -> StageResult:
     """``stage`` under the lake's run lock (re-entrant: a pipeline holds it across its
-    stages), shown in the progress, rerun on a commit conflict; its summary is echoed."""
+    stages), on a lake of this framelake's layout (``framelake.layout``), shown in the
+    progress, rerun on a commit conflict; its summary is echoed."""
     with lake_lock(ctx.storage, ctx.lake.root) as lock:
         lock.check()
+        check_layout(ctx.lake)
         with ctx.progress.stage(stage.name):
             result = rerun_on_commit_conflict(stage, ctx, echo)
     echo(result.summary())

@@ -2,9 +2,9 @@
 of ffmpeg, PyAV, boto3 and the stores, before they reach tables, logs or reports.
 
 A presigned S3 URL carries its credential and signature in the query string, and some tools
-quote a request's headers (``Credential=AKIA.../..., Signature=...``): the query of every URL
-and every signing parameter are cut out, keeping the scheme, host and path that make an error
-readable.
+quote a request's headers (``Credential=AKIA.../..., Signature=...``, ``Bearer sk-...``): the
+query of every URL, every signing parameter and every bearer token or API key parameter are
+cut out, keeping the scheme, host and path that make an error readable.
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ _SIGNING_PARAM = re.compile(
     r"""SecurityToken)\s*[=:]\s*[^\s&,;'"<>]+""",
     re.IGNORECASE,
 )
+# An HTTP Authorization value or an API key given as a parameter (an LLM endpoint's key).
+_TOKEN = re.compile(r"""\b(?:(Bearer|Basic)\s+|(api[-_]?key)\s*[=:]\s*)[^\s&,;'"<>]+""", re.IGNORECASE)
 # User info in a URL (scheme://user:password@host).
 _URL_USERINFO = re.compile(r"""(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/'"<>@]+@""")
 
@@ -30,4 +32,5 @@ def redact(text: str | None) -> str | None:
         return text
     text = _URL_QUERY.sub(lambda m: f"{m.group(1)}?{REDACTED}", text)
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    text = _TOKEN.sub(lambda m: f"{m.group(1) or m.group(2)}{' ' if m.group(1) else '='}{REDACTED}", text)
     return _SIGNING_PARAM.sub(REDACTED, text)  # the name too: "Signature=" itself marks a leak

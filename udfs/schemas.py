@@ -12,7 +12,8 @@ TURN = pa.struct([("role", pa.string()), ("content", pa.string())])
 # A media reference of a sample. ``kind`` is "video" (a file ffmpeg decodes: mp4, gif, ...),
 # "image" (one still), or "frames_dir" (a folder of ordered image files played as a video).
 # ``start_s``/``end_s`` clip a video; both null means the whole file. ``media_id`` identifies
-# (kind, uri, clip): it is the ``video_id`` of the videos and frames tables.
+# (kind, the media's location-free name, clip; ``udfs.sample.make_media``): it is the
+# ``video_id`` of the videos and frames tables.
 MEDIA = pa.struct(
     [
         ("media_id", pa.string()),
@@ -32,6 +33,11 @@ IN_CONTEXT = pa.struct(
     ]
 )
 
+# What normalize accepted in a record with a change, per sample: ``kind`` names the change
+# ("in_context_dropped": in-context example ids that name no instruction of the task, dropped),
+# ``count`` how many, ``detail`` which (ids, truncated).
+NOTE = pa.struct([("kind", pa.string()), ("count", pa.int64()), ("detail", pa.string())])
+
 SAMPLES = pa.schema(
     [
         ("sample_id", pa.string()),
@@ -42,6 +48,7 @@ SAMPLES = pa.schema(
         ("conversations", pa.list_(TURN)),
         ("in_context", pa.list_(IN_CONTEXT)),
         ("language", pa.string()),
+        ("notes", pa.list_(NOTE)),
         ("source_file", pa.string()),
         ("record_index", pa.int64()),
         ("raw", pa.string()),
@@ -145,6 +152,50 @@ SOURCE_FILES = pa.schema(
     ]
 )
 
+# One row per request the generate stage sent and got a reply to, stored as it arrives:
+# ``request_key`` (``udfs.generate.keys``) is never sent again. ``sampling``: JSON of the
+# sampling parameters; ``endpoint_host``: host and port only, never credentials.
+GENERATIONS = pa.schema(
+    [
+        ("request_key", pa.string()),
+        ("recipe", pa.string()),
+        ("recipe_version", pa.int64()),
+        ("query_id", pa.string()),
+        ("prompt_hash", pa.string()),
+        ("model", pa.string()),
+        ("endpoint_host", pa.string()),
+        ("sampling", pa.string()),
+        ("reply", pa.string()),
+        ("finish_reason", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("attempts", pa.int32()),
+        ("elapsed_s", pa.float64()),
+    ]
+)
+
+# Where each sample the generate stage wrote comes from: its recipe, ``kind`` (generate,
+# rewrite, translate), the query, the sample it rewrites or translates, the request and its usage.
+# A rewrite's original stays in ``samples``; the tokens stage drops it for the rewrite.
+LINEAGE = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("recipe", pa.string()),
+        ("kind", pa.string()),
+        ("query_id", pa.string()),
+        ("original_sample_id", pa.string()),
+        ("lang", pa.string()),
+        ("request_key", pa.string()),
+        ("prompt_hash", pa.string()),
+        ("model", pa.string()),
+        ("endpoint_host", pa.string()),
+        ("sampling", pa.string()),
+        ("recipe_version", pa.int64()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "samples": SAMPLES,
     "rejects": REJECTS,
@@ -153,6 +204,8 @@ TABLES: dict[str, pa.Schema] = {
     "frames": FRAMES,
     "token_lengths": TOKEN_LENGTHS,
     "shards": SHARDS,
+    "generations": GENERATIONS,
+    "lineage": LINEAGE,
 }
 
 

@@ -1,7 +1,11 @@
-"""The lake's exceptions other modules catch, under the lake's names: callers need no deltalake."""
+"""The lake's exceptions other modules catch: callers need to know neither engine."""
 from __future__ import annotations
 
-# A Delta commit that lost to another commit of the same version (delta-rs's own error).
-from deltalake.exceptions import CommitFailedError as CommitConflictError
 
-__all__ = ["CommitConflictError"]
+class CommitConflictError(Exception):
+    """A Delta commit lost to another commit (delta-rs's CommitFailedError, delta-spark's
+    ``io.delta.exceptions.Concurrent*``): the stage is rerun, which resumes from the tables."""
+
+
+class EngineError(RuntimeError):
+    """The configured engine cannot run in this session (e.g. delta-spark without its jars)."""

@@ -1,7 +1,6 @@
 """Looking after a lake's tables: vacuum, checksum, history and info (``Lake`` delegates here)."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -96,16 +95,8 @@ def vacuum(lake: Lake, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_run: 
     no longer configured. Younger files may belong to a run still writing: kept."""
     table_files = {}
     for name in TABLES:
-        table = lake.delta_table(name)
-        if table is not None:
-            # full: also files the log never mentioned, not only those removed since a checkpoint;
-            # listed first, since a vacuum that deletes commits twice even when nothing is found
-            run_vacuum = functools.partial(table.vacuum, retention_hours=retention_hours,
-                                           enforce_retention_duration=False, full=True)
-            removed = run_vacuum(dry_run=True)
-            if removed and not dry_run:
-                removed = run_vacuum(dry_run=False)
-            files = [lake.uri("tables", name, path) for path in removed]
+        if lake.exists(name):
+            files = lake.writer.vacuum_table(name, retention_hours, dry_run)
         else:  # a first write killed before its commit: nothing here was ever committed
             files = _older_than(lake, lake.table_uri(name), retention_hours, lambda uri: False)
             if not dry_run:

@@ -1,4 +1,5 @@
-"""The ``Lake``: table naming, engine choice, reads, writes and deletes."""
+"""The ``Lake``: table naming, engine choice, and the reads, writes and deletes it hands to the
+engine (``delta_rs``, ``delta_spark``)."""
 from __future__ import annotations
 
 import os
@@ -9,13 +10,14 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from framelake.failpoints import failpoint
-from framelake.lake import maintenance, transaction
-from framelake.lake.errors import CommitConflictError
+from framelake.lake import maintenance
+from framelake.lake.delta_rs import DeltaRsEngine
+from framelake.lake.delta_spark import SESSION_EXTENSIONS, DeltaSparkEngine
+from framelake.lake.errors import EngineError
 from framelake.lake.maintenance import DEFAULT_RETENTION_HOURS, TableInfo, TableVersion, VacuumResult
-from framelake.lake.parquet import ADDED_FILE, ParquetFileReader, ParquetPartWriter, parquet_batches
+from framelake.lake.parquet import parquet_batches
 from framelake.storage import Storage, is_s3
-from udfs.schemas import TABLES, to_spark_schema
+from udfs.schemas import TABLES
 
 if TYPE_CHECKING:
     from framelake.config import CatalogSettings
@@ -32,26 +34,46 @@ def delta_spark_available(spark) -> bool:
     if jvm is None:  # Spark Connect: the server was configured for Delta.
         return True
     try:
-        jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
+        # Through Spark's class loader, which holds spark.jars and --jars.
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName("io.delta.tables.DeltaTable", True, loader)
         return True
     except Exception:  # py4j raises its own error type when the class is missing
         return False
 
 
 class Lake:
-    def __init__(self, root: str, storage: Storage, spark=None, engine: str | None = None,
+    def __init__(self, root: str, storage: Storage, spark=None, engine: str = "auto",
                  catalog: CatalogSettings | None = None):
-        """``spark`` may be None for driver-only use (inspect, tests): reads go through delta-rs."""
+        """``engine``: "delta-rs", "delta-spark", or "auto" (delta-spark where the session has
+        Delta's classes). ``spark`` may be None for driver-only use (inspect, report, tests):
+        then only reads through delta-rs work."""
         self.root = root.rstrip("/")
         self.storage = storage
         self.spark = spark
-        if engine is None:
-            engine = "delta-spark" if spark is not None and delta_spark_available(spark) else "delta-rs"
-        self.engine = engine
         self.catalog = catalog
+        if engine == "auto":
+            engine = "delta-spark" if spark is not None and delta_spark_available(spark) else "delta-rs"
+        if engine == "delta-spark" and spark is not None and not delta_spark_available(spark):
+            raise EngineError(
+                "lake.engine delta-spark: this Spark session has no Delta classes or extensions; start it with "
+                "--jars from jars/fetch.sh (or --packages io.delta:delta-spark_2.13:4.4.0) and --conf "
+                + " --conf ".join(f"{k}={v}" for k, v in SESSION_EXTENSIONS.items()))
+        self.engine = engine
         if catalog is not None and engine != "delta-spark":
             warnings.warn("catalog: registering tables by name needs delta-spark; they are used by path only",
                           stacklevel=2)
+        self._writer = None
+
+    @property
+    def writer(self) -> DeltaRsEngine | DeltaSparkEngine:
+        """The engine's reads and writes, made on first use (a driver-only lake, without Spark,
+        has delta-rs's vacuum but no Spark reads or writes)."""
+        if self._writer is None:
+            if self.engine == "delta-spark" and self.spark is None:
+                raise EngineError("lake.engine delta-spark: this lake was opened without a Spark session")
+            self._writer = DeltaSparkEngine(self) if self.engine == "delta-spark" else DeltaRsEngine(self)
+        return self._writer
 
     # -- naming --------------------------------------------------------------------------
     def uri(self, *parts: str) -> str:
@@ -60,20 +82,28 @@ class Lake:
     def table_uri(self, name: str) -> str:
         return self.uri("tables", name)
 
+    def spark_path(self, name: str) -> str:
+        """The table's path as Spark's Hadoop file systems name it: ``s3a://`` for S3 outside
+        Databricks (which maps ``s3://`` itself)."""
+        uri = self.table_uri(name)
+        if uri.startswith("s3://") and not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+            return "s3a://" + uri[len("s3://"):]
+        return uri
+
     def catalog_name(self, name: str) -> str:
         """The table's name in the configured catalog, quoted for Spark SQL."""
         return f"`{self.catalog.name}`.`{self.catalog.schema}`.`{name}`"
 
     def register_sql(self, name: str) -> str:
         """The statement that registers a table by name as an external table at its path."""
-        location = self._spark_path(name).replace("\\", "\\\\").replace("'", "\\'")
+        location = self.spark_path(name).replace("\\", "\\\\").replace("'", "\\'")
         return f"CREATE TABLE IF NOT EXISTS {self.catalog_name(name)} USING DELTA LOCATION '{location}'"
 
     @property
     def delta_options(self) -> dict[str, str] | None:
         return self.storage.options.delta_rs_options() if is_s3(self.root) else None
 
-    # -- delta-rs handles (driver side) --------------------------------------------------
+    # -- delta-rs handles (driver side, whichever engine wrote the table) ----------------
     def delta_table(self, name: str):
         """The ``deltalake.DeltaTable`` of a table, or None if it does not exist yet."""
         # Not DeltaTable.is_deltatable: on S3 it hangs for a table that does not exist yet.
@@ -88,22 +118,7 @@ class Lake:
     # -- reads ---------------------------------------------------------------------------
     def read(self, name: str):
         """The table as a Spark DataFrame; an empty one if the table does not exist yet."""
-        schema = to_spark_schema(TABLES[name])
-        if self.engine == "delta-spark":
-            if not self.exists(name):
-                return self.spark.createDataFrame([], schema)
-            return self.spark.read.format("delta").load(self._spark_path(name))
-        table = self.delta_table(name)
-        files = table.file_uris() if table is not None else []
-        if not files:
-            return self.spark.createDataFrame([], schema)
-        if not is_s3(self.root):
-            return self.spark.read.schema(schema).parquet(*files)
-        # No s3a connector: executors read the committed files through boto3.
-        file_list = self.spark.createDataFrame([(f,) for f in files], "path string")
-        return file_list.repartition(min(len(files), 64)).mapInArrow(
-            ParquetFileReader(self.storage, TABLES[name]), schema
-        )
+        return self.writer.read(name)
 
     def read_arrow(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """The table on the driver: the files its Delta log lists (independent of Spark)."""
@@ -131,47 +146,21 @@ class Lake:
         one Delta commit. Returns the committed table version."""
         if mode not in ("overwrite", "append"):
             raise ValueError(f"unknown write mode {mode!r}")
-        schema = TABLES[name]
-        df = df.select(*schema.names)
-        if self.engine == "delta-spark":
-            df.write.format("delta").mode(mode).option("overwriteSchema", mode == "overwrite").save(
-                self._spark_path(name)
-            )
-            if self.catalog is not None:
-                self.spark.sql(self.register_sql(name))
-            return self.delta_table(name).version()
-        added = df.mapInArrow(ParquetPartWriter(self.storage, self.table_uri(name), schema), ADDED_FILE).collect()
-        failpoint("lake.before_commit")
-        return self.commit(name, [row.asDict() for row in added], mode)
+        return self.writer.write(name, df.select(*TABLES[name].names), mode)
 
-    def commit(self, name: str, added_files: list[dict], mode: str) -> int:
-        """Commit Parquet files already under the table root as one Delta transaction."""
-        return transaction.commit(self, name, added_files, mode)
+    def replace(self, name: str, df, column: str, values: list[str], existing: list[str]) -> int:
+        """Make the rows whose ``column`` is in ``values`` exactly ``df``'s rows (each of which
+        has ``column`` in ``values``); ``existing``: the values that may already have rows.
+        delta-spark does it in one commit (replaceWhere), delta-rs deletes then appends."""
+        return self.writer.replace(name, df.select(*TABLES[name].names), column, values, existing)
 
     def delete(self, name: str, predicate: str) -> int | None:
         """Delete the rows matching a SQL ``predicate`` in one Delta commit. Returns the new
         table version, or None when the table does not exist yet."""
-        table = self.delta_table(name)
-        if table is None:
+        if not self.exists(name):
             return None
-        if self.engine == "delta-spark":
-            location = self._spark_path(name).replace("`", "``")
-            self.spark.sql(f"DELETE FROM delta.`{location}` WHERE {predicate}")
-        else:
-            try:
-                table.delete(predicate)
-            except CommitConflictError:
-                # Most likely this delete itself, applied with its response lost (see ``commit``):
-                # deleting again finds no rows if so, and the rows otherwise.
-                self.delta_table(name).delete(predicate)
+        self.writer.delete(name, predicate)
         return self.delta_table(name).version()
-
-    def _spark_path(self, name: str) -> str:
-        uri = self.table_uri(name)
-        # Hadoop's S3 connector is s3a:// outside Databricks (which maps s3:// itself).
-        if uri.startswith("s3://") and not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
-            return "s3a://" + uri[len("s3://"):]
-        return uri
 
     # -- maintenance (framelake.lake.maintenance) ----------------------------------------
     def info(self, name: str) -> TableInfo:

@@ -46,6 +46,8 @@ def test_validate_reports_every_broken_path(tmp_path):
         ({"frames": {"fps": "fast"}}, "frames.fps: must be a float"),
         ({"frames": {"max_frames": 0}}, "frames.max_frames: must be > 0"),
         ({"shards": {"formats": ["parquet"]}}, "shards.formats: unknown format 'parquet'"),
+        ({"shards": {"in_context": "keep"}}, "shards.in_context: must be one of drop, turns, got 'keep'"),
+        ({"shards": {"llava_system": "system"}}, "shards.llava_system: must be one of prepend, drop, got 'system'"),
         ({"models": [{"name": "m", "profile": "no-such-model"}]}, "models[0].profile"),
         ({"lakes": "x"}, "lakes: unknown key"),
     ],
@@ -101,10 +103,12 @@ def test_spark_submit_runs_the_pipeline_with_the_same_result(demo_run, tmp_path)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     result = subprocess.run(
         [os.path.join(BIN, "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false",
+         "--driver-java-options", "-Dlog4j2.configurationFile=file:conf/log4j2.properties",  # as the README says
          "jobs/pipeline.py", "--config", write_config(tmp_path, lake=str(lake))],
         capture_output=True, text=True, cwd=REPO, env=env, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "No Partition Defined for Window" not in result.stderr and "default log4j profile" not in result.stderr
     assert "[pipeline]" in result.stdout
     for name in ("samples", "rejects", "videos", "frames", "token_lengths", "shards"):
         assert DeltaTable(str(lake / "tables" / name)).to_pyarrow_table().num_rows == ctx.lake.info(name).rows

@@ -22,12 +22,12 @@ import pytest
 import yaml
 
 from framelake.config import CatalogSettings, ConfigError, load_config, parse_config
-from framelake.lake import Lake, delta_spark_available
+from framelake.lake import Lake, delta_spark_session_conf
 from framelake.storage import Storage, StorageOptions
 from tests.support.config import write_config
 from tests.support.paths import REPO
 from tests.support.s3 import BUCKET, TEST_ACCESS_KEY, TEST_SECRET_KEY, free_port, upload_demo
-from tests.support.tables import assert_same_tables
+from tests.support.tables import assert_same_tables, shard_rows
 from udfs.schemas import SHARDS, to_spark_schema
 
 BIN = Path(sys.executable).parent
@@ -153,9 +153,20 @@ def test_installed_wheel_finds_its_model_profiles(dist, bare_python, tmp_path):
 
 # -- a standalone cluster ----------------------------------------------------------------------
 
+def delta_submit_args(engine: str) -> list[str]:
+    """spark-submit's settings for the engine: Delta's jars and extensions for delta-spark, as a
+    user passes them (framelake gives them only to sessions it starts itself), and Delta's state
+    rebuilt in 2 tasks, as framelake's local sessions do, for the demo's small tables."""
+    if engine != "delta-spark":
+        return []
+    conf = {**delta_spark_session_conf(), "spark.databricks.delta.snapshotPartitions": "2"}
+    return [arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")]
+
+
 @pytest.mark.spark  # Spark runs in a subprocess
+@pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
 def test_standalone_cluster_runs_the_archive_with_the_local_result(demo_run, dist, bare_python, spark_processes,
-                                                                   tmp_path):
+                                                                   tmp_path, engine):
     demo_ctx, _ = demo_run
     master_url = f"spark://127.0.0.1:{free_port()}"
     daemon = {"SPARK_DAEMON_MEMORY": "512m"}
@@ -178,11 +189,11 @@ def test_standalone_cluster_runs_the_archive_with_the_local_result(demo_run, dis
     # The driver and the executors run a Python without framelake: all of it comes from the archive.
     code, output = spark_processes.run("submit", [
         BIN / "spark-submit", "--master", master_url, "--py-files", dist / "framelake-pyfiles.zip",
-        "--executor-memory", "1g", "--conf", "spark.ui.enabled=false",
-        "jobs/pipeline.py", "--config", write_config(tmp_path, lake=str(lake)),
+        "--executor-memory", "1g", "--conf", "spark.ui.enabled=false", *delta_submit_args(engine),
+        "jobs/pipeline.py", "--config", write_config(tmp_path, lake={"root": str(lake), "engine": engine}),
     ], env={"PYSPARK_PYTHON": bare_python, "PYSPARK_DRIVER_PYTHON": bare_python})
     assert code == 0, output[-4000:]
-    assert "[pipeline]" in output
+    assert "[pipeline]" in output and f"(engine: {engine})" in output
     for worker in workers:  # the master gave each worker an executor of the run
         assert "Asked to launch executor" in worker.read_text(), worker.stem
     assert_same_tables(Lake(str(lake), Storage()), demo_ctx)
@@ -200,7 +211,10 @@ def test_spark_remote_comes_from_the_config_or_spark_remote(monkeypatch):
 
 
 @pytest.mark.spark  # Spark runs in a subprocess
-def test_spark_connect_runs_the_pipeline_with_the_local_result(demo_run, spark_processes, tmp_path):
+@pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
+def test_spark_connect_runs_the_pipeline_with_the_local_result(demo_run, spark_processes, tmp_path, engine):
+    """A Connect server started with Delta's jars and extensions gives the client the
+    delta-spark engine by itself (``auto``), as a Databricks cluster does."""
     demo_ctx, _ = demo_run
     port = free_port()
     server = spark_processes.start("connect-server", [
@@ -208,16 +222,17 @@ def test_spark_connect_runs_the_pipeline_with_the_local_result(demo_run, spark_p
         "--master", "local[2]", "--conf", "spark.ui.enabled=false",
         "--conf", "spark.connect.grpc.binding.address=127.0.0.1", "--conf", f"spark.connect.grpc.binding.port={port}",
         # The server's setting: framelake's client only asks for its own session.
-        "--conf", "spark.sql.shuffle.partitions=8",
+        "--conf", "spark.sql.shuffle.partitions=8", *delta_submit_args(engine),
         "spark-internal",
     ])
     spark_processes.wait_for(server, "Spark Connect server started")
 
     lake = tmp_path / "lake"
-    config = write_config(tmp_path, lake=str(lake), spark={"remote": f"sc://127.0.0.1:{port}"})
+    config = write_config(tmp_path, lake={"root": str(lake), "engine": "auto"},
+                          spark={"remote": f"sc://127.0.0.1:{port}"})
     code, output = spark_processes.run("client", [BIN / "framelake", "run", "--config", config])
     assert code == 0, output[-4000:]
-    assert "engine: delta-rs" in output
+    assert f"engine: {engine}" in output
     assert "Spark Connect - session_id" in server.read_text()  # the stages' jobs ran on the server
     assert_same_tables(Lake(str(lake), Storage()), demo_ctx)
 
@@ -294,15 +309,19 @@ def test_tables_are_registered_by_name_at_their_path(monkeypatch):
 
 def test_catalog_without_delta_spark_keeps_tables_by_path(spark, tmp_path):
     with pytest.warns(UserWarning, match="needs delta-spark"):
-        lake = Lake(str(tmp_path), Storage(), spark, catalog=CatalogSettings("spark_catalog", "default"))
+        lake = Lake(str(tmp_path), Storage(), spark, engine="delta-rs",
+                    catalog=CatalogSettings("spark_catalog", "by_path"))
     lake.write("shards", spark.createDataFrame([], to_spark_schema(SHARDS)))
     assert lake.engine == "delta-rs" and lake.exists("shards")
-    assert not spark.catalog.tableExists("spark_catalog.default.shards")
+    assert not spark.catalog.databaseExists("spark_catalog.by_path")
 
 
-def test_delta_spark_registers_each_table_written(spark, tmp_path):
-    if not delta_spark_available(spark):
-        pytest.skip("delta-spark jars are not on the classpath (no Maven repository reachable here)")
-    lake = Lake(str(tmp_path), Storage(), spark, catalog=CatalogSettings("spark_catalog", "default"))
-    lake.write("shards", spark.createDataFrame([], to_spark_schema(SHARDS)))
-    assert spark.catalog.tableExists("spark_catalog.default.shards")
+def test_delta_spark_registers_each_table_written_in_spark_s_catalog(spark, tmp_path):
+    lake = Lake(str(tmp_path), Storage(), spark, engine="delta-spark",
+                catalog=CatalogSettings("spark_catalog", "framelake_registered"))
+    lake.write("shards", spark.createDataFrame(shard_rows(3), to_spark_schema(SHARDS)))
+    lake.write("shards", spark.createDataFrame(shard_rows(1, "n"), to_spark_schema(SHARDS)), mode="append")
+    assert spark.catalog.tableExists("spark_catalog.framelake_registered.shards")
+    table = spark.sql("DESCRIBE DETAIL spark_catalog.framelake_registered.shards").first()
+    assert table["format"] == "delta" and table["location"].rstrip("/").endswith(lake.table_uri("shards"))
+    assert spark.table("spark_catalog.framelake_registered.shards").count() == 4  # by name: the table itself

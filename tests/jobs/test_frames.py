@@ -14,11 +14,11 @@ from framelake.failpoints import FailpointError
 from framelake.runtime import Context
 from jobs import frames as frames_job
 from jobs.frames import wave_tasks
-from jobs.stage import sql_in
 from tests.support.config import demo_config
 from tests.support.videos import make_corrupt_video, make_numbered_video, make_test_video
 from udfs.sample import make_media
 from udfs.schemas import SAMPLES, to_spark_schema
+from udfs.sql import sql_in
 
 SETTINGS = {"fps": 2.0, "max_frames": 3, "max_side": 64, "quality": 5, "timeout_s": 30.0, "wave_size": 2}
 
@@ -116,6 +116,11 @@ def test_waves_commit_one_by_one_then_a_rerun_retries_only_failures(spark, tmp_p
     frames_after = {(f["video_id"], f["frame_index"]): f["sha256"] for f in table(ctx, "frames")}
     fixed_id = videos["broken.mp4"]["video_id"]
     assert {k: v for k, v in frames_after.items() if k[0] != fixed_id} == frames_before
+    # The missing one fails again the same way: tried again, and nothing written.
+    versions = (ctx.lake.info("videos").version, ctx.lake.info("frames").version)
+    third = frames_job.stage(ctx)
+    assert (third.counts["media"], third.counts["failed"]) == (1, 1)
+    assert (ctx.lake.info("videos").version, ctx.lake.info("frames").version) == versions
 
 
 def test_a_killed_run_redoes_only_what_was_not_committed(spark, tmp_path, media_dir):

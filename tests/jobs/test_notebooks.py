@@ -13,6 +13,7 @@ import sys
 import jupytext
 import matplotlib.pyplot as plt
 import pytest
+import yaml
 
 from framelake.lake import Lake
 from framelake.lock import LakeLockedError
@@ -22,6 +23,7 @@ from tests.support.tables import assert_same_tables
 from udfs.schemas import TABLES
 
 NOTEBOOKS = REPO / "notebooks"
+DENSE_CAPTIONS = REPO / "demo" / "annotations" / "generate" / "dense_captions.jsonl"
 STAGE_NOTEBOOKS = ("01_normalize.py", "02_frames.py", "03_tokens.py", "04_shards.py")
 CELL_SEPARATOR = "\n# COMMAND ----------\n"
 # Another run holding a lake's run lock until it is killed.
@@ -37,7 +39,7 @@ with lake_lock(Storage(), sys.argv[1], run_id="other-run"):
 
 
 def test_notebooks_are_databricks_source_files():
-    assert sorted(p.name for p in NOTEBOOKS.glob("*.py")) == ["00_pipeline.py", *STAGE_NOTEBOOKS]
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.py")) == ["00_pipeline.py", *STAGE_NOTEBOOKS, "05_generate.py"]
     for path in NOTEBOOKS.glob("*.py"):
         header, *cells = path.read_text().split("\n", 1)[1].split(CELL_SEPARATOR)
         assert path.read_text().startswith("# Databricks notebook source\n"), path.name
@@ -100,3 +102,28 @@ def test_stage_notebooks_take_the_lake_lock_as_the_cli_does(spark, tmp_path, mon
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_generate_notebook_previews_and_runs_a_recipe(spark, llm_server, tmp_path, monkeypatch, capsys):
+    from tests.conftest import LLM_API_KEY
+    from tests.support.config import write_config
+    from tests.support.generate import generate_section
+
+    (tmp_path / "queries.jsonl").write_text("".join(DENSE_CAPTIONS.read_text().splitlines(True)[:2]))
+    recipe = tmp_path / "dc.yaml"
+    raw = yaml.safe_load((REPO / "conf" / "recipes" / "mimicit_dc.yaml").read_text())
+    raw["queries"].update(path=str(tmp_path / "queries.jsonl"), media_root=str(REPO / "demo" / "media"))
+    recipe.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("FRAMELAKE_CONFIG", write_config(tmp_path, generate=generate_section(llm_server.url, [])))
+    monkeypatch.setenv("FRAMELAKE_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("FRAMELAKE_RECIPES", str(recipe))
+    monkeypatch.setenv("FRAMELAKE_PREVIEW", "1")
+    monkeypatch.setenv("OPENAI_API_KEY", LLM_API_KEY)
+    monkeypatch.chdir(NOTEBOOKS)
+    namespace = run_like_jupyter(NOTEBOOKS / "05_generate.py")
+    shown = capsys.readouterr().out
+    assert "--- raw reply" in shown and "'requests': 2" in shown  # previewed, then counted
+    counts = namespace["result"].details["recipes"]["mimicit_dc"]
+    assert counts["queries"] == 2 == counts["samples"] + counts["rejects"] and counts["sent"] == 2
+    lake = Lake(str(tmp_path / "lake"), Storage())
+    assert lake.info("generations").rows == 2 and lake.info("lineage").rows == counts["samples"]

@@ -1,9 +1,12 @@
 """The tokens and shards stages on a crafted lake, read back the way trainers read shards.
 
 The lake holds real JPEG frames and Delta tables written through ``Lake.write``; the samples
-are made so that every filter has something to drop. Only the tokens and shards stages run
-(real SparkSession, real tokenizer), so the tests stay small: the module fixture emits shards,
-changes one model's filters, and re-emits; the tests read the result and what the re-emit did.
+are made so that every filter has something to drop, one has a system turn and one a MIMIC-IT
+in-context example (written as earlier turns: ``shards.in_context: turns``). Only the tokens and
+shards stages run (real SparkSession, real tokenizer), so the tests stay small: the module
+fixture emits shards, changes one model's filters, and re-emits; the tests read the result and
+what the re-emit did. Every format's shards are read with their consumer's rules
+(tests/support/consumers.py, which cites the trainers' code).
 """
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +28,15 @@ from framelake.config import ShardSettings, parse_config
 from framelake.runtime import Context
 from jobs import shards, tokens
 from jobs.shards import assign_shards
+from tests.support.consumers import (
+    check_hf_parquet,
+    check_llava,
+    check_messages,
+    check_minicpmv,
+    check_otter,
+    check_webdataset,
+    image_opener,
+)
 from udfs.sample import MEDIA_TOKEN, make_media, make_sample, turn
 from udfs.sampling import uniform_indices
 from udfs.schemas import FRAMES, SAMPLES, VIDEOS, to_spark_schema
@@ -48,7 +59,12 @@ CORPUS = {
     "broken": ("synthetic", ["D"], "What happens?", "Nothing."),
     "pair": ("synthetic", ["B", "C"], "Compare the two clips.", "The second is shorter."),
     "story": ("synthetic", [], "Tell a story.", "Once upon a time."),
+    "context": ("caption", ["I"], "What is in this one?", "The same square."),
 }
+SYSTEM = {"pour": "Answer in a few words."}  # key: the text of its system turn
+# key: (example id, its media, its question, its answer): MIMIC-IT's in-context examples
+IN_CONTEXT = {"context": ("DC_INS_1", ["I"], "What is in the picture?", "A white square.")}
+FORMATS = ["minicpmv", "llava", "webdataset", "mimicit", "messages", "hf_parquet"]
 MODELS = ("tight", "roomy")
 ROOMY_FILTERS = {"media_layout": "one_video", "mixture": {"seed": 3, "counts": {"qa": 1, "caption": 5, "synthetic": 5}}}
 ROOMY_CHANGE = {"max_turn0_words": 100}  # the config change of the re-emit: "wordy" becomes a roomy sample
@@ -65,8 +81,8 @@ def config_of(lake: Path, roomy_change: dict | None = None):
             {"name": "roomy", "profile": "minicpm-llama3-v2_5", "filters": {**ROOMY_FILTERS, **(roomy_change or {})}},
         ],
         "filters": {"max_turn0_words": 40, "video_disjoint": ["qa", "caption"]},
-        "shards": {"formats": ["minicpmv", "llava", "webdataset", "mimicit"], "samples_per_shard": 2,
-                   "frame_root": FRAME_ROOT, "length_order": "group"},
+        "shards": {"formats": FORMATS, "samples_per_shard": 2, "frame_root": FRAME_ROOT, "length_order": "group",
+                   "in_context": "turns"},
     })
 
 
@@ -75,11 +91,18 @@ def build_lake(spark, lake: Path) -> Context:
     ctx = Context.create(config_of(lake), spark)
     refs = {name: make_media(kind, f"s3://media/{name}.{'jpg' if kind == 'image' else 'mp4'}")
             for name, (kind, _) in MEDIA.items()}
+    def exchange(media, question, answer):
+        return [turn("user", "\n".join([MEDIA_TOKEN] * len(media) + [question])), turn("assistant", answer)]
+
+    def examples(key):
+        return [{"example_id": example_id, "media": [refs[m] for m in media], "conversations": exchange(media, q, a)}
+                for example_id, media, q, a in ([IN_CONTEXT[key]] if key in IN_CONTEXT else [])]
+
     samples = [
         make_sample(source=source, fmt="test", source_file=f"{source}.json", file_key=f"{source}.json",
                     record_index=i, record_key=key, media=[refs[m] for m in media], raw="{}",
-                    conversations=[turn("user", "\n".join([MEDIA_TOKEN] * len(media) + [question])),
-                                   turn("assistant", answer)])
+                    conversations=([turn("system", SYSTEM[key])] if key in SYSTEM else [])
+                    + exchange(media, question, answer), in_context=examples(key))
         for i, (key, (source, media, question, answer)) in enumerate(CORPUS.items())
     ]
     videos, frames = [], []
@@ -175,10 +198,11 @@ def test_every_filter_leaves_its_reason(crafted):
     assert reasons["broken"] == "frames missing for media 0 (failed)"
     assert reasons["pair"] == "not expressible as llava: LLaVA records hold one video; sample has several"
     assert reasons["story"].startswith("not expressible as minicpmv: MiniCPM-V records need at least one image")
-    assert kept_keys(lengths, "tight") == {first, "pour", "describe-b", "still"}
+    assert reasons["context"] is None  # its example goes into earlier turns, with its own image
+    assert kept_keys(lengths, "tight") == {first, "pour", "describe-b", "still", "context"}
 
     roomy = {key: lengths["roomy", key]["reason"] for key in CORPUS}
-    for key in ("still", "pair", "story"):
+    for key in ("still", "pair", "story", "context"):
         assert roomy[key].startswith("media layout: "), key
     assert roomy["wordy"] is None  # roomy's own max_turn0_words (100) replaces the common 40
     # The mixture keeps one qa sample of the two left, the first in the seeded hash order.
@@ -204,6 +228,15 @@ def test_a_sample_over_budget_because_of_frames_is_trimmed(crafted):
 # --- shards, read as trainers read them -----------------------------------------------------
 
 
+def json_records(ctx, model: str, fmt: str) -> list[dict]:
+    return [r for row in shard_rows(ctx, model, fmt) for r in json.load(open(row["shard_path"], encoding="utf-8"))]
+
+
+def lake_images(ctx):
+    """Opens a shard's frame path as a trainer that mounts the lake at FRAME_ROOT does."""
+    return image_opener(ctx.lake.root, mounted_at=FRAME_ROOT)
+
+
 def test_webdataset_shards_iterate_with_webdataset(crafted):
     ctx, lengths, samples = crafted
     key_of = {s["sample_id"]: key for key, s in samples.items()}
@@ -212,49 +245,75 @@ def test_webdataset_shards_iterate_with_webdataset(crafted):
         for row in shard_rows(ctx, model, "webdataset"):
             items = list(wds.WebDataset(row["shard_path"], shardshuffle=False).decode("pil"))
             assert len(items) == row["samples"]
+            check_webdataset(items)
             for item in items:
                 meta, key = item["json"], key_of[item["__key__"]]
                 assert meta["conversations"] == samples[key]["conversations"]
+                carried = [IN_CONTEXT[key][0]] if key in IN_CONTEXT else []
+                assert [example["example_id"] for example in meta["in_context"]] == carried
                 fields = [f["field"] for media in meta["media"] for f in media["frames"]]
-                assert sorted(k for k in item if k.endswith(".jpg")) == fields
                 assert len(fields) == lengths[model, key]["n_frames"]
                 for name in fields:
-                    assert isinstance(item[name], Image.Image) and item[name].size == FRAME_SIZE
+                    assert item[name].size == FRAME_SIZE
                 seen.append(item["__key__"])
         assert sorted(seen) == sorted(samples[key]["sample_id"] for key in kept_keys(lengths, model))
 
 
-def test_minicpmv_json_follows_the_placeholder_rule_and_every_file_exists(crafted):
-    ctx, lengths, _ = crafted
+def test_minicpmv_json_loads_as_minicpmv_reads_it(crafted):
+    ctx, lengths, samples = crafted
     for model in ("tight", "roomy"):
-        records = [r for row in shard_rows(ctx, model, "minicpmv")
-                   for r in json.load(open(row["shard_path"], encoding="utf-8"))]
+        records = json_records(ctx, model, "minicpmv")
         assert len(records) == len(kept_keys(lengths, model))
         for record in records:
-            tags = list(record["image"])
-            assert record["conversations"][0]["content"].startswith("\n".join(tags) + "\n")
-            used = [tag for turn_ in record["conversations"] for tag in re.findall(r"<image_\d+>", turn_["content"])]
-            assert used == tags  # each tag in the text is a key of "image", and each image is used once
-            for path in record["image"].values():
-                assert path.startswith(FRAME_ROOT + "/frames/")
-                assert os.path.isfile(ctx.lake.root + path[len(FRAME_ROOT):])
+            check_minicpmv(record, lake_images(ctx))
+            assert all(path.startswith(FRAME_ROOT + "/frames/") for path in record["image"].values())
+    [context] = [r for r in json_records(ctx, "tight", "minicpmv") if r["id"] == samples["context"]["sample_id"]]
+    assert [t["content"] for t in context["conversations"]] == [
+        "<image_00>\nWhat is in the picture?", "A white square.", "<image_01>\nWhat is in this one?",
+        "The same square."]
+
+
+def test_llava_json_loads_as_llavas_train_py_reads_it(crafted):
+    ctx, lengths, samples = crafted
+    for model in ("tight", "roomy"):
+        records = json_records(ctx, model, "llava")
+        assert len(records) == len(kept_keys(lengths, model))
+        for record in records:
+            check_llava(record, lake_images(ctx))
+    [pour] = [r for r in json_records(ctx, "tight", "llava") if r["id"] == samples["pour"]["sample_id"]]
+    assert pour["conversations"][0]["value"] == "<video>\nAnswer in a few words.\nWhat is poured?"
+
+
+def test_messages_and_parquet_load_as_llama_factory_and_datasets_read_them(crafted):
+    ctx, lengths, samples = crafted
+    for model in ("tight", "roomy"):
+        records = json_records(ctx, model, "messages")
+        assert len(records) == len(kept_keys(lengths, model))
+        for record in records:
+            check_messages(record, lake_images(ctx))
+        rows = [r for row in shard_rows(ctx, model, "hf_parquet") for r in check_hf_parquet(row["shard_path"],
+                                                                                         lake_images(ctx))]
+        assert sorted(rows, key=lambda r: r["id"]) == sorted(records, key=lambda r: r["id"])
+    [pour] = [r for r in json_records(ctx, "tight", "messages") if r["id"] == samples["pour"]["sample_id"]]
+    assert pour["messages"][0] == {"role": "system", "content": "Answer in a few words."}
 
 
 def test_mimicit_triples_load_as_otter_loads_them(crafted):
     ctx, lengths, samples = crafted
     rows = shard_rows(ctx, "tight", "mimicit")
     stems = sorted(r["shard_path"][:-len("_instructions.json")] for r in rows if r["samples"])
-    assert [os.path.basename(stem) for stem in stems] == ["shard-00000", "shard-00001"]
+    assert [os.path.basename(stem) for stem in stems] == ["shard-00000", "shard-00001", "shard-00002"]
     assert sorted(r["shard_path"] for r in rows) == sorted(
         f"{stem}{suffix}" for stem in stems for suffix in ("_instructions.json", "_train.json", ".parquet"))
     queries = []
     for stem in stems:
-        data = json.load(open(f"{stem}_instructions.json", encoding="utf-8"))["data"]
+        instructions = json.load(open(f"{stem}_instructions.json", encoding="utf-8"))
         train = json.load(open(f"{stem}_train.json", encoding="utf-8"))
         images = pd.read_parquet(f"{stem}.parquet")
-        for query_id, examples in train.items():
-            assert query_id.startswith("DC_INS_") and all(example in data for example in examples)
-            for image_id in data[query_id]["image_ids"]:
+        check_otter(instructions, train, images)
+        for query_id in train:
+            assert query_id.startswith("DC_INS_")
+            for image_id in instructions["data"][query_id]["image_ids"]:
                 jpeg = base64.urlsafe_b64decode(images.loc[image_id]["base64"])
                 assert Image.open(io.BytesIO(jpeg)).size == FRAME_SIZE
             queries.append(query_id)
@@ -267,7 +326,8 @@ def test_shards_are_grouped_by_token_length(crafted):
     total = {row["sample_id"]: row["total_tokens"] for (model, _), row in lengths.items() if model == "tight"}
     per_shard = [[total[r["id"]] for r in json.load(open(row["shard_path"], encoding="utf-8"))]
                  for row in shard_rows(ctx, "tight", "llava")]
-    assert [len(shard) for shard in per_shard] == [2, 2]
+    plan = reference_plan([1] * sum(map(len, per_shard)), 2)
+    assert [len(shard) for shard in per_shard] == [plan.count(index) for index in range(len(per_shard))]
     kept_tokens = sorted(row["total_tokens"] for (model, _), row in lengths.items() if model == "tight" and row["kept"])
     assert [t for shard in per_shard for t in shard] == kept_tokens
 

@@ -43,7 +43,8 @@ class Run:
         return row
 
 
-def context(tmp_path: Path, fmt: str, media_type: str | None = None, options: dict | None = None) -> NormalizeContext:
+def context(tmp_path: Path, fmt: str, media_type: str | None = None, options: dict | None = None,
+            annotations: Path | None = None, media_root: str = MEDIA_ROOT, name: str | None = None) -> NormalizeContext:
     inline = tmp_path / "inline"
     inline.mkdir(exist_ok=True)
 
@@ -53,10 +54,10 @@ def context(tmp_path: Path, fmt: str, media_type: str | None = None, options: di
         return str(path)
 
     spec = SourceSpec(
-        name=f"{fmt}-fixture",
+        name=name or f"{fmt}-fixture",
         format=fmt,
-        annotations=str(FORMATS / fmt),
-        media_root=MEDIA_ROOT,
+        annotations=str(annotations or FORMATS / fmt),
+        media_root=media_root,
         media_type=media_type,
         options=options or {},
     )

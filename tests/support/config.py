@@ -6,8 +6,9 @@ import yaml
 from tests.support.paths import REPO
 
 
-def demo_config(lake: str, **overrides):
-    """The loaded demo config on ``lake``, with ``overrides`` of its top-level keys."""
+def demo_config(lake: str | dict, **overrides):
+    """The loaded demo config on ``lake`` (a root, or ``{root, engine}``), with ``overrides``
+    of its top-level keys."""
     from framelake.config import load_config
 
     return load_config(str(REPO / "conf" / "local.yaml"), overrides={"lake": lake, **overrides})

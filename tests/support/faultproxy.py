@@ -1,7 +1,8 @@
-"""A fault-injecting reverse proxy for an S3-API server (moto in the tests).
+"""A fault-injecting reverse proxy for an S3-API server (moto in the tests) or an LLM endpoint
+(llama-server).
 
 Point a client's endpoint at ``FaultProxy.url`` and about ``rate`` of its requests fail the way
-a real object store fails. Each fault is one of ``FAULTS``:
+a real object store fails. Each fault is one of ``FAULTS``, or ``429-before``:
 
 * ``500-before``, ``503-before``: an S3 error response (``InternalError``, ``SlowDown``); the
   request never reaches the server.
@@ -13,6 +14,12 @@ a real object store fails. Each fault is one of ``FAULTS``:
 * ``reset-after``: applied, then the connection is reset with no response.
 * ``truncate``: applied; a response with a body gets its headers and half its body, then a
   reset (a GET broken mid-transfer). Responses without a body are reset like ``reset-after``.
+* ``429-before``: a rate-limit response with ``Retry-After: <retry_after_s>``, as an LLM
+  endpoint over its quota answers; never forwarded. Not in ``FAULTS`` (S3 answers 503).
+
+``errors="json"`` gives error responses an OpenAI-style JSON body instead of S3's XML.
+``script`` lists the faults of the first requests, in order (None: forwarded untouched), so a
+run of a few requests surely meets each; the draws begin after it.
 
 ``truncate_except`` lists path parts (or listed prefixes) whose GETs are reset whole (``reset-after``) rather than
 truncated: the tests give ``/tables/``, since delta-rs (its object_store) does not retry a body
@@ -29,6 +36,7 @@ rate and mix, though not on the same requests, since the clients' threads interl
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import socket
 import struct
@@ -39,8 +47,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
 FAULTS = ("500-before", "503-before", "reset-before", "slow", "500-after", "503-after", "reset-after", "truncate")
+RATE_LIMITED = "429-before"
 _ERRORS = {500: ("InternalError", "We encountered an internal error. Please try again."),
-           503: ("SlowDown", "Please reduce your request rate.")}
+           503: ("SlowDown", "Please reduce your request rate."),
+           429: ("RateLimited", "Rate limit reached; retry after the time Retry-After says.")}
 # Hop-by-hop headers are the proxy's own business, never forwarded.
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 
@@ -48,10 +58,11 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encodin
 class FaultProxy:
     def __init__(self, upstream: str, *, rate: float = 0.1, seed: int = 0, faults: tuple[str, ...] = FAULTS,
                  slow_s: tuple[float, float] = (1.0, 3.0), truncate_except: tuple[str, ...] = (),
-                 lost_create_every: int = 0):
-        unknown = set(faults) - set(FAULTS)
+                 lost_create_every: int = 0, errors: str = "s3", retry_after_s: float = 1.0,
+                 script: tuple[str | None, ...] = ()):
+        unknown = (set(faults) | set(script)) - {*FAULTS, RATE_LIMITED, None}
         if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)} (known: {', '.join(FAULTS)})")
+            raise ValueError(f"unknown faults {sorted(unknown)} (known: {', '.join((*FAULTS, RATE_LIMITED))})")
         parsed = urlparse(upstream)
         self.upstream = (parsed.hostname, parsed.port or 80)
         self.rate = rate
@@ -59,6 +70,9 @@ class FaultProxy:
         self.slow_s = slow_s
         self.truncate_except = truncate_except
         self.lost_create_every = lost_create_every
+        self.errors = errors
+        self.retry_after_s = retry_after_s
+        self.script = list(script)
         self.creates = 0
         self.requests = 0
         self.injected: Counter[str] = Counter()  # fault -> requests it was injected in
@@ -92,9 +106,14 @@ class FaultProxy:
                 self.injected["500-after"] += 1
                 self.by_method[method, "500-after"] += 1
                 return "500-after", 0.0
-            if self._random.random() >= self.rate:
+            if self.script:
+                fault = self.script.pop(0)
+                if fault is None:
+                    return None, 0.0
+            elif self._random.random() >= self.rate:
                 return None, 0.0
-            fault = self._random.choice(self.faults)
+            else:
+                fault = self._random.choice(self.faults)
             if fault == "truncate" and any(part in unquote(path) for part in self.truncate_except):  # LIST prefixes too
                 fault = "reset-after"
             self.injected[fault] += 1
@@ -104,7 +123,8 @@ class FaultProxy:
     def report(self) -> str:
         total = sum(self.injected.values())
         lines = [f"requests proxied: {self.requests}, faults injected: {total}"]
-        lines += [f"  {fault:<13} {self.injected[fault]:>5}" for fault in FAULTS if self.injected[fault]]
+        lines += [f"  {fault:<13} {self.injected[fault]:>5}" for fault in (*FAULTS, RATE_LIMITED)
+                  if self.injected[fault]]
         if self.lost_create_every:
             lost = -(-self.creates // self.lost_create_every)
             lines.append(f"create-if-absent PUTs: {self.creates}, {lost} of them lost (500-after, counted above)")
@@ -129,7 +149,7 @@ def _handler(proxy: FaultProxy):
             fault, delay = proxy.draw(method, self.path, self.headers.get("If-None-Match") == "*")
             if fault == "reset-before":
                 return self._reset()
-            if fault in ("500-before", "503-before"):
+            if fault in ("500-before", "503-before", RATE_LIMITED):
                 return self._error(int(fault[:3]))
             if fault == "slow":
                 time.sleep(delay)
@@ -180,10 +200,15 @@ def _handler(proxy: FaultProxy):
 
         def _error(self, status: int) -> None:
             code, message = _ERRORS[status]
-            body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-                    f"<Message>{message}</Message></Error>").encode()
+            if proxy.errors == "json":
+                body = json.dumps({"error": {"code": status, "type": code, "message": message}}).encode()
+            else:
+                body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                        f"<Message>{message}</Message></Error>").encode()
             self.send_response_only(status)
-            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Type", "application/json" if proxy.errors == "json" else "application/xml")
+            if status == 429:
+                self.send_header("Retry-After", f"{proxy.retry_after_s:g}")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":

@@ -208,7 +208,7 @@ def _llava_cases(f: _File) -> None:
     f.case("balanced deep nesting", b"[" * DEEP_NESTING + b"]" * DEEP_NESTING, "reject", "nested too deeply")
     f.case("path traversal", llava(video="../../../../etc/passwd"), "reject", "escapes media_root")
     f.case("absolute path", llava(video="/etc/passwd"), "reject", "absolute media path")
-    f.case("file URL path", llava(video="file:///etc/passwd"), "reject", "absolute media path")
+    f.case("file URL path", llava(video="file:///etc/passwd"), "reject", "media URI scheme 'file' not supported")
     f.case("symlink escaping media_root", llava(video="escape.mp4"), "reject", "through a symlink")
     f.case("symlink folder escaping media_root", llava(video="escape_dir/secret.mp4"), "reject", "through a symlink")
     f.case("symlink to /etc/passwd", llava(video="passwd.mp4"), "reject", "through a symlink")
@@ -217,7 +217,8 @@ def _llava_cases(f: _File) -> None:
     f.case("empty answer", llava() | {"conversations": [{"from": "human", "value": "<video> hi"},
                                                          {"from": "gpt", "value": "  "}]},
            "reject", "empty assistant turn")
-    f.case("image and video", llava(image="good.png"), "reject", "both 'image' and 'video'")
+    f.case("image and video, no image tag", llava(image="good.png"), "reject",
+           "unbalanced media tags: 0 <image> tags for 1 media")
     f.case("empty image list", {"image": [], "conversations": llava()["conversations"]}, "reject",
            "image is an empty array")
     f.case("data after the value", json.dumps(llava()).encode() + b" trailing", "reject",

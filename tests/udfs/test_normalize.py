@@ -30,7 +30,7 @@ def test_ten_megabyte_answer_and_reject_raw_truncated_to_64_kib(tmp_path):
     assert run.sample("big.json", 0)["conversations"][1]["content"] == answer
     assert run.sample("big.json", 2)["conversations"][1]["content"] == "short"
     (reject,) = run.rejects
-    assert reject["reason"] == "absolute media path not allowed: '/abs/b.mp4'"
+    assert reject["reason"] == "absolute media path outside media_root: '/abs/b.mp4'"
     raw = reject["raw"].encode("utf-8")
     assert 64 * 1024 - 1 <= len(raw) <= 64 * 1024
     assert reject["raw"].startswith('{"video": "/abs/b.mp4"')

@@ -14,6 +14,7 @@ import webdataset as wds
 from PIL import Image
 
 from framelake.config import ShardSettings
+from tests.support.shards import SampleWithFrames, build_sample, frame_row, reader_under, video_sample, write_frames
 from udfs.atomic import atomic_write
 from udfs.sample import MEDIA_TOKEN, make_media, make_sample, turn
 from udfs.shards import (
@@ -33,49 +34,12 @@ from udfs.shards import (
 )
 
 
-def frame_row(path: str, index: int = 0, size: tuple[int, int] = (8, 8)) -> dict:
-    """A frame as the job passes it: ``path`` is relative to the frames root."""
-    return {"frame_index": index, "timestamp_s": float(index), "path": path, "width": size[0], "height": size[1]}
-
-
-def write_frames(root: Path, media: dict, sizes: list[tuple[int, int]]) -> list[dict]:
-    """Real JPEG frames of one media item under ``root``, as the frames table describes them."""
-    frames = []
-    for index, size in enumerate(sizes):
-        relative = f"frames/{media['media_id']}/{index:05d}.jpg"
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", size, (40 * index % 256, 90, 160)).save(root / relative, "JPEG")
-        frames.append(frame_row(relative, index, size))
-    return frames
-
-
-def build_sample(key: str, media: list[dict], first_user: str, extra_turns: list[dict] = (), **kwargs) -> dict:
-    conversations = [turn("user", first_user), turn("assistant", f"answer of {key}"), *extra_turns]
-    return make_sample(
-        source="demo", fmt="test", source_file="demo.json", file_key="demo.json", record_index=0, record_key=key,
-        media=media, conversations=conversations, raw="{}", **kwargs,
-    )
-
-
-SampleWithFrames = tuple[dict, list[list[dict]]]
-
-
-def video_sample(root: Path, key: str, n_frames: int, size: tuple[int, int] = (64, 48)) -> SampleWithFrames:
-    video = make_media("video", f"s3://media/{key}.mp4")
-    sample = build_sample(key, [video], f"{MEDIA_TOKEN}\nWhat happens in {key}?")
-    return sample, [write_frames(root, video, [size] * n_frames)]
-
-
-def reader_under(root: Path):
-    return lambda frame: (root / frame["path"]).read_bytes()
-
-
-def test_minicpmv_tags_prepended_in_frame_order_and_paths_exist(tmp_path: Path) -> None:
+def test_minicpmv_tags_stand_where_the_placeholders_stand_and_paths_exist(tmp_path: Path) -> None:
     video = make_media("video", "s3://media/clip.mp4", 2.0, 6.0)
     still = make_media("image", "s3://media/still.png")
     sample = build_sample(
-        "mixed", [video, still], f"Compare {MEDIA_TOKEN} with {MEDIA_TOKEN}.",
-        extra_turns=[turn("user", "And then?"), turn("assistant", "Nothing.")],
+        "mixed", [video, still], f"Compare {MEDIA_TOKEN} with the picture.",
+        extra_turns=[turn("user", f"And this one, {MEDIA_TOKEN}?"), turn("assistant", "Nothing.")],
     )
     frames = [write_frames(tmp_path, video, [(64, 48)] * 3), write_frames(tmp_path, still, [(32, 32)])]
     with atomic_write(tmp_path / "out" / "shard-00000.json") as out:
@@ -85,12 +49,22 @@ def test_minicpmv_tags_prepended_in_frame_order_and_paths_exist(tmp_path: Path) 
     tags = ["<image_00>", "<image_01>", "<image_02>", "<image_03>"]
     assert list(record["image"]) == tags
     assert list(record["image"].values()) == [f["path"] for item in frames for f in item]
-    assert record["conversations"][0] == {"role": "user", "content": "\n".join(tags) + "\nCompare with."}
+    # A video's frame tags joined by "\n" in its placeholder's place, the still's in a later turn.
+    assert [t["content"] for t in record["conversations"]] == [
+        "Compare <image_00>\n<image_01>\n<image_02> with the picture.", "answer of mixed",
+        "And this one, <image_03>?", "Nothing."]
     assert [t["role"] for t in record["conversations"]] == ["user", "assistant", "user", "assistant"]
     # MiniCPM-V's rule: every tag in any content is a key of "image"; every image is used.
     used = [tag for t in record["conversations"] for tag in MINICPMV_TAG.findall(t["content"])]
     assert used == tags
     assert all((tmp_path / path).is_file() for path in record["image"].values())
+
+
+def test_minicpmv_keeps_t2vids_layout_for_a_video_opening_the_first_turn() -> None:
+    video = make_media("video", "s3://media/clip.mp4")
+    for first_user in (f"{MEDIA_TOKEN}\nWhat happens?", f"{MEDIA_TOKEN}What happens?", f" {MEDIA_TOKEN} What happens?"):
+        record = to_minicpmv(build_sample("t2vid", [video], first_user), [[frame_row(f"{i}.jpg", i) for i in range(3)]])
+        assert record["conversations"][0]["content"] == "<image_00>\n<image_01>\n<image_02>\nWhat happens?"
 
 
 def test_minicpmv_tag_width_grows_consistently_past_99_frames() -> None:
@@ -246,7 +220,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
 def test_every_format_writes_a_shard_through_the_one_interface(tmp_path: Path) -> None:
     """What the shards job does for each format: the files ``write`` reports are there with its
     bytes and sha256, and only the first file of a shard counts the shard's samples."""
-    assert known_formats() == ("minicpmv", "llava", "webdataset", "mimicit")
+    assert known_formats() == ("minicpmv", "llava", "webdataset", "mimicit", "messages", "hf_parquet")
     samples = [video_sample(tmp_path, f"clip{i}", n_frames=2) for i in range(3)]
     settings = ShardSettings(mimicit_task="TVC")
     for fmt in known_formats():

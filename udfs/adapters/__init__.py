@@ -10,7 +10,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterator
 
-from udfs.adapters.options import Option, option_problems
+from udfs.adapters.compression import compression_of
+from udfs.adapters.options import SOURCE_OPTIONS, Option, option_problems
 from udfs.registry import Registry
 
 if TYPE_CHECKING:
@@ -76,16 +77,22 @@ class Adapter:
 
     name: ClassVar[str]
     splittable: ClassVar[bool] = False
-    # The source options this adapter reads (``udfs.adapters.options``), checked at config load.
+    # The source options this adapter reads (``udfs.adapters.options``), checked at config load;
+    # every source also takes ``SOURCE_OPTIONS``.
     options: ClassVar[dict[str, Option]] = {}
 
     def check_options(self, given: dict) -> list[str]:
         """``<key>: <problem>`` for each unknown or invalid option of a source."""
-        return option_problems(self.options, given)
+        return option_problems({**SOURCE_OPTIONS, **self.options}, given)
 
     def option(self, spec: SourceSpec, key: str) -> Any:
         """A source's value of one of this adapter's options, or its default."""
         return spec.options.get(key, self.options[key].default)
+
+    def can_split(self, uri: str) -> bool:
+        """Whether a big file is read in splits: a compressed stream has no byte offsets to
+        start a split at."""
+        return self.splittable and compression_of(uri) is None
 
     def plan(self, files: list[str]) -> list[list[str]]:
         """Group annotation files into work units (lists of URIs read together)."""
@@ -97,6 +104,12 @@ class Adapter:
 
     def normalize(self, record: RawRecord, source_file: str, ctx: NormalizeContext) -> list[dict]:
         """Canonical sample rows of one record; raises ``RejectError`` with a reason."""
+        raise NotImplementedError
+
+    def describe_file(self, uri: str, open_binary: Callable[..., BinaryIO]) -> str:
+        """What ``framelake validate`` says of one annotation file, from its first bytes: its
+        layout and compression ("JSON lines, gzip"); raises with the reason when it cannot
+        be read as this format."""
         raise NotImplementedError
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import posixpath
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, BinaryIO, Callable, ClassVar, Iterator
 
 from udfs.adapters import Adapter, NormalizeContext, RawRecord
 from udfs.adapters.common import check_conversation, own_id, record_language, require_object
-from udfs.adapters.readers import Split, read_records, read_split
+from udfs.adapters.compression import checked_compression, file_description, open_annotation
+from udfs.adapters.readers import Split, read_records, read_split, records_layout
 from udfs.sample import make_sample
 
 
@@ -21,6 +24,7 @@ class SampleParts:
     record_key: Any = None  # None: the record's index
     in_context: list[dict] = field(default_factory=list)
     language: str | None = None
+    notes: list[dict] = field(default_factory=list)  # schemas.NOTE: what was accepted with a change
 
 
 class RecordAdapter(Adapter):
@@ -46,13 +50,14 @@ class RecordAdapter(Adapter):
                 media_type=parts.media_type,
                 in_context=parts.in_context,
                 language=parts.language,
+                notes=parts.notes,
             )
         ]
 
 
 class JsonRecordsAdapter(RecordAdapter):
     """Records are the objects of one JSON array or JSON-lines file (the unit's only file),
-    which can be read in splits.
+    which can be read in splits, or streamed decompressed (``udfs.adapters.compression``).
 
     The sample is keyed by the record's ``id`` when it has one (``uses_record_id``), else by
     its index; its language is the one the record declares.
@@ -65,11 +70,19 @@ class JsonRecordsAdapter(RecordAdapter):
         if len(unit) != 1:
             raise ValueError(f"{self.name} reads one file per unit, got {len(unit)}")
         if split is None:
-            with ctx.open_binary(unit[0]) as stream:
+            with contextlib.closing(open_annotation(ctx.open_binary, unit[0])) as stream:
                 yield from read_records(stream)
         else:
             with ctx.open_binary(unit[0], split.offset) as stream:
                 yield from read_split(stream, split)
+
+    def describe_file(self, uri: str, open_binary: Callable[..., BinaryIO]) -> str:
+        compression = checked_compression(open_binary, uri)
+        with contextlib.closing(open_annotation(open_binary, uri)) as stream:
+            layout = records_layout(stream)
+        if layout == "JSON document":
+            raise ValueError(f"{posixpath.basename(uri)}: a JSON document, not a JSON array or JSON lines")
+        return file_description(layout, compression)
 
     def parts(self, record: RawRecord, ctx: NormalizeContext) -> SampleParts:
         obj = require_object(record.value)

@@ -4,6 +4,7 @@ from udfs.adapters import (  # noqa: F401
     conversations_jsonl,
     llava,
     m3it,
+    messages,
     mimicit,
     minicpmv,
     t2vid_text,

@@ -5,8 +5,9 @@ short declarations of where each part of their format lives.
 
 Conventions all adapters follow:
 - Media tags of the source (``<image>``, ``<video>``, ``<image_00>``) become ``MEDIA_TOKEN``
-  in place. A tag the format does not define is rejected, and so is source text that already
-  contains ``MEDIA_TOKEN`` (it would be miscounted as a placeholder).
+  in place, in whichever user turn they stand. A tag the format does not define is rejected,
+  and so is source text that already contains ``MEDIA_TOKEN`` (it would be miscounted as a
+  placeholder).
 - A format without tags gets one placeholder per media item, each on its own line, at the
   start of the first user turn.
 - One video given as its frame images is represented as one ``image`` media item per frame
@@ -22,7 +23,8 @@ import re
 from typing import Any, Mapping
 
 from udfs.adapters import NormalizeContext
-from udfs.sample import MEDIA_TOKEN, RejectError, make_media, resolve_media_path, turn
+from udfs.adapters.options import source_option
+from udfs.sample import MEDIA_TOKEN, RejectError, make_media, media_key, resolve_media_path, stored_media, turn
 
 MEDIA_TAG = re.compile(r"<(?:image|video)(?:_\d+)?>")
 NO_TAGS = re.compile(r"(?!)")  # accepts no tag: any tag in the text is rejected
@@ -41,6 +43,7 @@ _JSON_TYPES = {
     float: "a number",
 }
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+_PLACEHOLDER = re.compile(re.escape(MEDIA_TOKEN))
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -178,11 +181,43 @@ def place_media(turns: list[dict], n_tags: int, n_media: int) -> list[dict]:
     raise RejectError(f"unbalanced media tags: {n_tags} tags for {n_media} media")
 
 
-def expand_placeholder(turns: list[dict], n_media: int) -> list[dict]:
-    """Turns with their single placeholder standing for ``n_media`` ones (a video given as
-    frames: one tag, one placeholder per frame)."""
-    expanded = "\n".join([MEDIA_TOKEN] * n_media)
-    return [turn(t["role"], t["content"].replace(MEDIA_TOKEN, expanded)) for t in turns]
+def place_tagged_media(
+    turns: list[dict], tags: list[str], groups: Mapping[str, list[list[dict]]], *, untagged: str
+) -> tuple[list[dict], list[dict]]:
+    """Turns and media in tag order, for formats with ``<image>`` and ``<video>`` tags in any
+    user turn (``turns`` and ``tags`` from ``substitute_tags``).
+
+    ``groups`` maps a tag kind ("image", "video") to the media of each of its tags, in order:
+    one item, or one image per frame for a video given as frames, whose placeholder becomes
+    one per frame. The k-th tag of a kind takes the k-th group of that kind. A record without
+    any tag gets its placeholders prepended to the first user turn, kinds in the order of
+    ``groups``: with ``untagged`` "one" only when it has a single group (LLaVA's convention),
+    with "all" always (LLaMA-Factory's)."""
+    tag_kinds = [tag[1:-1] for tag in tags]
+    ordered = [kind for kind, kind_groups in groups.items() for _ in kind_groups]
+    if not tag_kinds and ordered and (untagged == "all" or len(ordered) == 1):
+        first_user = next((k for k, t in enumerate(turns) if t["role"] == "user"), None)
+        if first_user is not None:
+            turns = list(turns)
+            turns[first_user] = turn("user", with_media_prefix(turns[first_user]["content"], len(ordered)))
+            tag_kinds = ordered
+    kinds = sorted({*tag_kinds, *(kind for kind, kind_groups in groups.items() if kind_groups)})
+    for kind in kinds:
+        n_tags, n_groups = tag_kinds.count(kind), len(groups.get(kind, []))
+        if n_tags != n_groups:
+            which = "" if len(kinds) == 1 else f" <{kind}>"
+            raise RejectError(f"unbalanced media tags: {n_tags}{which} tags for {n_groups} media")
+    taken = {kind: iter(kind_groups) for kind, kind_groups in groups.items()}
+    placed = [next(taken[kind]) for kind in tag_kinds]
+    return expand_placeholders(turns, [len(group) for group in placed]), [item for group in placed for item in group]
+
+
+def expand_placeholders(turns: list[dict], counts: list[int]) -> list[dict]:
+    """Turns with their k-th placeholder standing for ``counts[k]`` ones, joined by newlines
+    (a video given as frames: one tag, one placeholder per frame)."""
+    remaining = iter(counts)
+    expand = lambda _: "\n".join([MEDIA_TOKEN] * next(remaining))  # noqa: E731
+    return [turn(t["role"], _PLACEHOLDER.sub(expand, t["content"])) for t in turns]
 
 
 def check_conversation(turns: list[dict]) -> None:
@@ -215,14 +250,19 @@ def video_kind(path: Any) -> str:
 
 
 def media_item(kind: str, path: Any, ctx: NormalizeContext, start_s: Any = None, end_s: Any = None) -> dict:
-    """A media reference to ``path`` under the source's media root."""
-    return make_media(kind, resolve_media_path(ctx.spec.media_root, path), start_s, end_s)
+    """A media reference to ``path`` under the source's media root (or, where the source's
+    ``allow_remote_media`` allows, an ``s3://`` or ``https://`` URI)."""
+    uri = resolve_media_path(ctx.spec.media_root, path, source_option(ctx.spec.options, "allow_remote_media"))
+    if kind == "frames_dir" and uri.startswith("https://"):
+        raise RejectError(f"a frames folder cannot be read over https (it cannot be listed): {uri[:200]!r}")
+    key = media_key(uri, ctx.spec.media_root, source_option(ctx.spec.options, "media_dataset"))
+    return make_media(kind, uri, start_s, end_s, key=key)
 
 
 def inline_image(encoded: Any, where: str, ctx: NormalizeContext) -> dict:
     """A base64 image stored into the lake, as an image media item."""
     data, ext = decode_base64_image(encoded, where)
-    return make_media("image", ctx.put_inline(data, ext))
+    return stored_media("image", ctx.put_inline(data, ext))
 
 
 def decode_base64_image(encoded: Any, where: str) -> tuple[bytes, str]:

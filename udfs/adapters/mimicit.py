@@ -6,15 +6,24 @@ A task ``XX`` has up to three files in one folder:
 - ``XX_train.json``: ``{ins_id: [example ins_id, ...]}``, the in-context examples, overriding
   ``rel_ins_ids`` (an instruction it does not list keeps its ``rel_ins_ids``);
 - the images: ``XX.json`` (``{image_id: base64}``) or ``XX.parquet`` (a ``base64`` column
-  indexed by image id). Tasks sharing an image file (``LADD``, ``LACONV``... use ``LA.json``)
-  find it as the longest image-file name their task name starts with.
+  indexed by image id), or under Otter's newer names (``docs/mimicit_format.md``)
+  ``XX_images.parquet`` / ``XX_images.json``. Tasks sharing an image file (``LADD``,
+  ``LACONV``... use ``LA.json``) find it as the longest image-file name their task name starts
+  with. An image file is never a record: one no task uses is not read.
+
+Octopus (dongyh20/Octopus) names a task's instructions ``XX.json`` beside ``XX_images.json``:
+a ``XX.json`` is the instructions when ``XX_images.*`` is there and ``XX_instructions.json``
+is not. Any of these JSON files may be compressed (``.gz``, ``.zst``).
 
 Each instruction gives one sample: user = one placeholder per image id, then the instruction;
 assistant = the answer; its images, in order, are stored in the lake with ``put_inline``.
 Otter resamples video-like tasks to 16 frames; here every image id is kept and the sample is
 "images" (frames as images). In-context examples go, structured, into ``in_context`` with
-their own turns (same placeholder convention) and images. A missing image or example id, or
-an unreadable image, rejects the instruction with the reason. Records without ``image_ids``
+their own turns (same placeholder convention) and images. A missing image id, an unreadable
+image or example, or an example that is not valid rejects the instruction with the reason.
+An example id that names no instruction of the task (common in the released data) is dropped
+and counted in the sample's ``notes`` ("in_context_dropped"); the source option
+``missing_examples: reject`` rejects the instruction instead. Records without ``image_ids``
 are text-only, as in Otter.
 
 Images are streamed once per unit and only those referenced are decoded and stored;
@@ -23,10 +32,11 @@ instructions are held in memory (they are text).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import pyarrow.parquet as pq
 
@@ -42,12 +52,16 @@ from udfs.adapters.common import (
     source_text,
     with_media_prefix,
 )
+from udfs.adapters.compression import checked_compression, file_description, open_annotation, without_compression
+from udfs.adapters.options import Option, one_of
 from udfs.adapters.readers import read_json_object
-from udfs.sample import RejectError, make_media, turn
+from udfs.sample import RejectError, stored_media, turn
 
 _INSTRUCTIONS_SUFFIX = "_instructions.json"
 _TRAIN_SUFFIX = "_train.json"
-_IMAGE_SUFFIXES = (".json", ".parquet")
+# Longest first: ``DC_images.json`` is task DC's, not task ``DC_images``'s.
+_IMAGE_SUFFIXES = ("_images.parquet", "_images.json", ".parquet", ".json")
+_NOTE_DETAIL_LIMIT = 500
 
 
 @dataclass
@@ -55,6 +69,7 @@ class _Task:
     """What the instructions of one task share: examples, and their stored images."""
 
     instructions: dict[str, RawRecord]
+    unreadable: set[str] = field(default_factory=set)  # ids of members that could not be parsed
     examples: dict[str, RawRecord] = field(default_factory=dict)
     examples_error: str | None = None  # the train file could not be read entirely
     image_uris: dict[str, str] = field(default_factory=dict)
@@ -66,13 +81,17 @@ class _Task:
         if not isinstance(image_id, str):
             raise RejectError(f"image id must be a string, got {json_type(image_id)}")
         if image_id in self.image_uris:
-            return make_media("image", self.image_uris[image_id])
+            return stored_media("image", self.image_uris[image_id])
         if image_id in self.image_errors:
             raise RejectError(self.image_errors[image_id])
         if self.images_file is None:
             raise RejectError(f"image {image_id!r}: the task has no image file")
         unreadable = f" ({self.images_error})" if self.images_error else ""
         raise RejectError(f"image id {image_id!r} not found in {posixpath.basename(self.images_file)}{unreadable}")
+
+    def lacks(self, ins_id: str) -> bool:
+        """No instruction of the task has this id (not even an unreadable one)."""
+        return ins_id not in self.instructions and ins_id not in self.unreadable
 
     def example_ids(self, ins_id: str, entry: dict) -> list:
         if ins_id in self.examples:
@@ -99,25 +118,27 @@ class _Instruction:
 
 @register("mimicit")
 class MimicItAdapter(RecordAdapter):
+    options = {"missing_examples": Option("drop", one_of("drop", "reject"))}
+
     def plan(self, files: list[str]) -> list[list[str]]:
-        """One unit per task: ``[instructions, train?, images?]``; a train or image file no
-        task uses is a unit of its own, read as one error record."""
+        """One unit per task: ``[instructions, train?, images?]``; a train file no task uses is
+        a unit of its own, read as one error record. An image file no task uses is in no unit:
+        it holds no records."""
         by_folder: dict[str, list[str]] = {}
         for uri in sorted(files):
             by_folder.setdefault(posixpath.dirname(uri), []).append(uri)
         units = []
         for folder_files in by_folder.values():
-            names = {posixpath.basename(uri): uri for uri in folder_files}
-            image_files = {_image_task(name): uri for name, uri in names.items() if _image_task(name)}
-            used: set[str] = set()
-            for name, uri in names.items():
-                if not name.endswith(_INSTRUCTIONS_SUFFIX):
-                    continue
-                task = name.removesuffix(_INSTRUCTIONS_SUFFIX)
-                unit = [uri]
+            names = {without_compression(posixpath.basename(uri)): uri for uri in folder_files}
+            tasks = _instruction_files(names)
+            image_files = {
+                _image_task(name): uri for name, uri in names.items() if _image_task(name) and name not in tasks
+            }
+            used: set[str] = set(image_files.values())
+            for name, task in tasks.items():
                 train = names.get(task + _TRAIN_SUFFIX)
                 images = image_files.get(_longest_prefix(task, image_files))
-                unit += [f for f in (train, images) if f is not None]
+                unit = [f for f in (names[name], train, images) if f is not None]
                 used.update(unit)
                 units.append(unit)
             units += [[uri] for uri in folder_files if uri not in used]
@@ -125,15 +146,18 @@ class MimicItAdapter(RecordAdapter):
 
     def read(self, unit: list[str], ctx: NormalizeContext, split: None = None) -> Iterator[RawRecord]:
         instructions_file = unit[0]  # never split: a task's files are read together
-        if not instructions_file.endswith(_INSTRUCTIONS_SUFFIX):
+        if _role(instructions_file) == "train":
             name = posixpath.basename(instructions_file)
             yield RawRecord(index=0, key=None, text="", error=f"{name}: no matching *{_INSTRUCTIONS_SUFFIX} file")
             return
-        with ctx.open_binary(instructions_file) as stream:
+        with contextlib.closing(open_annotation(ctx.open_binary, instructions_file)) as stream:
             records = list(read_json_object(stream, field="data"))
-        task = _Task(instructions={r.key: r for r in records if r.key is not None and r.error is None})
+        task = _Task(
+            instructions={r.key: r for r in records if r.key is not None and r.error is None},
+            unreadable={r.key for r in records if r.key is not None and r.error is not None},
+        )
         for uri in unit[1:]:
-            if uri.endswith(_TRAIN_SUFFIX):
+            if _role(uri) == "train":
                 _load_examples(task, uri, ctx)
             else:
                 _store_images(task, uri, ctx)
@@ -150,18 +174,64 @@ class MimicItAdapter(RecordAdapter):
         task = instruction.task
         entry = require_object(instruction.entry)
         media, turns = _turns_and_media(entry, task)
-        in_context = [_example(example_id, task) for example_id in task.example_ids(record.key, entry)]
+        example_ids = task.example_ids(record.key, entry)
+        missing = [i for i in example_ids if isinstance(i, str) and task.lacks(i)]
+        if missing and self.option(ctx.spec, "missing_examples") == "reject":
+            raise RejectError(f"in-context example {missing[0]!r} not found (options.missing_examples: reject)")
+        in_context = [_example(example_id, task) for example_id in example_ids if example_id not in missing]
+        notes = [_dropped_note(missing)] if missing else []
         return SampleParts(
             media=media,
             conversations=turns,
             record_key=record.key,
             in_context=in_context,
             language=record_language(entry),
+            notes=notes,
         )
+
+    def describe_file(self, uri: str, open_binary: Callable[..., BinaryIO]) -> str:
+        compression = checked_compression(open_binary, uri)
+        role = _role(uri)
+        if uri.endswith(".parquet"):
+            with contextlib.closing(open_binary(uri)) as stream:
+                head = stream.read(4)
+            if head != b"PAR1":
+                raise ValueError(f"{posixpath.basename(uri)}: not a Parquet file")
+            return f"MIMIC-IT {role}, Parquet"
+        with contextlib.closing(open_annotation(open_binary, uri)) as stream:
+            head = stream.read(64).lstrip()
+        if not head.startswith(b"{"):
+            raise ValueError(f"{posixpath.basename(uri)}: not a JSON object")
+        return f"MIMIC-IT {role}, " + file_description("JSON object", compression)
+
+
+def _dropped_note(missing: list[str]) -> dict:
+    """The ``schemas.NOTE`` of in-context example ids dropped because no instruction has them."""
+    return {"kind": "in_context_dropped", "count": len(missing), "detail": ", ".join(missing)[:_NOTE_DETAIL_LIMIT]}
+
+
+def _instruction_files(names: dict[str, str]) -> dict[str, str]:
+    """Instructions file name -> task name, among a folder's file names (without compression):
+    ``XX_instructions.json``, or Octopus's ``XX.json`` beside ``XX_images.*``."""
+    tasks = {name: name.removesuffix(_INSTRUCTIONS_SUFFIX) for name in names if name.endswith(_INSTRUCTIONS_SUFFIX)}
+    for name in names:
+        task = name.removesuffix(".json")
+        if (name.endswith(".json") and task + _INSTRUCTIONS_SUFFIX not in names
+                and any(task + suffix in names for suffix in _IMAGE_SUFFIXES[:2])):
+            tasks[name] = task
+    return tasks
+
+
+def _role(uri: str) -> str:
+    """What a task's file holds, by its name: "train", "images" or "instructions"."""
+    name = without_compression(posixpath.basename(uri))
+    if name.endswith(_TRAIN_SUFFIX):
+        return "train"
+    return "instructions" if name.endswith(_INSTRUCTIONS_SUFFIX) or _image_task(name) is None else "images"
 
 
 def _image_task(name: str) -> str | None:
-    """The task name of an image file name, or None if it is not one."""
+    """The task name of an image file name (without compression), or None if it is not one."""
     if name.endswith((_INSTRUCTIONS_SUFFIX, _TRAIN_SUFFIX)):
         return None
     for suffix in _IMAGE_SUFFIXES:
@@ -192,7 +262,7 @@ def _example(example_id: Any, task: _Task) -> dict:
         raise RejectError(f"in-context example id must be a string, got {json_type(example_id)}")
     record = task.instructions.get(example_id)
     if record is None:
-        raise RejectError(f"in-context example {example_id!r} not found (or unreadable)")
+        raise RejectError(f"in-context example {example_id!r} unreadable")
     try:
         media, turns = _turns_and_media(require_object(record.value), task)
         check_conversation(turns)
@@ -204,7 +274,7 @@ def _example(example_id: Any, task: _Task) -> dict:
 def _load_examples(task: _Task, uri: str, ctx: NormalizeContext) -> None:
     name = posixpath.basename(uri)
     try:
-        with ctx.open_binary(uri) as stream:
+        with contextlib.closing(open_annotation(ctx.open_binary, uri)) as stream:
             for record in read_json_object(stream):
                 if record.key is not None:
                     task.examples[record.key] = record
@@ -220,7 +290,7 @@ def _store_images(task: _Task, uri: str, ctx: NormalizeContext) -> None:
     needed = _referenced_images(task)
     name = posixpath.basename(uri)
     try:
-        with ctx.open_binary(uri) as stream:
+        with contextlib.closing(open_annotation(ctx.open_binary, uri)) as stream:
             images = _parquet_images(stream) if uri.endswith(".parquet") else _json_images(stream)
             for image_id, encoded, error in images:
                 if image_id is None:

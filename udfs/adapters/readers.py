@@ -345,6 +345,13 @@ def _layout(text: _Text) -> str:
     return "lines"
 
 
+def records_layout(stream: BinaryIO) -> str:
+    """How ``read_records`` reads a file, from its first line: "JSON array", "JSON lines" or
+    "JSON document" (which it rejects)."""
+    layout = _layout(_Text(stream, CHUNK_SIZE))
+    return {"array": "JSON array", "lines": "JSON lines", "document": "JSON document"}[layout]
+
+
 def _records(text: _Text, layout: str, first_index: int = 0) -> Iterator[RawRecord]:
     if layout == "array":
         return _container(text, "]", first_index)

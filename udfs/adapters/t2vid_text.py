@@ -17,9 +17,14 @@ depend on sample ids (which split reads may renumber). The sample has one ``fram
 media item and ``media_type`` "text_video"; the frames stage reads it as a video at 1 frame
 per second.
 
-Options: ``words_per_frame`` (115), ``width`` (448), ``height`` (448), ``font_size`` (20),
-``context_key`` ("context"). Text the font cannot draw (CJK, right-to-left scripts, ...) is
-rejected with the scripts named.
+Options: ``words_per_frame`` (115; CJK text: 165 characters a page for 115 words),
+``width`` (448), ``height`` (448), ``font_size`` (20), ``min_font_size`` (12: a page that does
+not fit shrinks down to it, and what still does not fit goes on to the next page; above
+``font_size`` it is ``font_size``), ``max_pages`` (1000), ``context_key`` ("context").
+Every script is drawn: Latin, Greek and Cyrillic (DejaVu Sans), Chinese, Japanese and Korean
+(Noto Sans CJK), Arabic (Noto Sans Arabic, shaped right to left); a character no font has
+(most emoji) is drawn as U+FFFD. A record is rejected only when its text cannot be laid out
+at all (a character wider than a line at ``min_font_size``) or needs more than ``max_pages``.
 """
 
 from __future__ import annotations
@@ -33,14 +38,13 @@ from udfs.adapters.common import (
     LLAVA_ROLES,
     NO_TAGS,
     field,
-    make_media,
     place_media,
     source_text,
     substitute_tags,
     turns_from_items,
 )
 from udfs.adapters.options import Option, non_empty_string, positive_int
-from udfs.sample import MEDIA_TOKEN, RejectError, stable_hash, turn
+from udfs.sample import MEDIA_TOKEN, RejectError, stable_hash, stored_media, turn
 from udfs.text_render import WORDS_PER_FRAME, PageStyle, TextRenderError, render_text
 
 MEDIA_TYPE = "text_video"
@@ -59,6 +63,7 @@ class T2VidTextAdapter(JsonRecordsAdapter):
         "width": Option(PageStyle.width, positive_int),
         "height": Option(PageStyle.height, positive_int),
         "font_size": Option(PageStyle.font_size, positive_int),
+        "min_font_size": Option(PageStyle.min_font_size, positive_int),
         "max_pages": Option(MAX_PAGES, positive_int),
     }
 
@@ -71,25 +76,26 @@ class T2VidTextAdapter(JsonRecordsAdapter):
         else:
             long_text, turns = _long_first_turn(obj)
         folder = self.store_pages(long_text, ctx)
-        return SampleParts(media=[make_media("frames_dir", folder)], conversations=turns, media_type=MEDIA_TYPE)
+        return SampleParts(media=[stored_media("frames_dir", folder)], conversations=turns, media_type=MEDIA_TYPE)
 
     def store_pages(self, text: str, ctx: NormalizeContext) -> str:
         """Renders ``text`` and stores its pages as one folder in the lake; returns its URI."""
         words_per_frame = self.option(ctx.spec, "words_per_frame")
         style_values = {key: self.option(ctx.spec, key) for key in _STYLE_OPTIONS}
-        max_pages = self.option(ctx.spec, "max_pages")
-        # Whitespace words are at most the renderer's word tokens: over the cap here, over it there.
-        at_least = -(-len(text.split()) // words_per_frame)
-        if at_least > max_pages:
-            raise RejectError(f"long text: at least {at_least} pages, over max_pages {max_pages}")
+        min_font_size = min(self.option(ctx.spec, "min_font_size"), style_values["font_size"])
         try:
-            style = PageStyle(**style_values, min_font_size=min(PageStyle.min_font_size, style_values["font_size"]))
-            pages = render_text(text, words_per_frame, style)
+            style = PageStyle(**style_values, min_font_size=min_font_size)
+            pages = render_text(text, words_per_frame, style, max_pages=self.option(ctx.spec, "max_pages"))
         except TextRenderError as err:
             raise RejectError(f"long text: {err}") from None
         if ctx.put_object is None:
             raise RuntimeError("this normalize context cannot store objects")
-        folder = "t2vid/" + stable_hash("t2vid", text, words_per_frame, *sorted(style_values.items()), length=32)
+        settings = sorted(style_values.items())
+        # Named by the minimum only when it is not the one used before the option existed, so
+        # that those folders keep their names.
+        if min_font_size != min(PageStyle.min_font_size, style_values["font_size"]):
+            settings.append(("min_font_size", min_font_size))
+        folder = "t2vid/" + stable_hash("t2vid", text, words_per_frame, *settings, length=32)
         uris = [ctx.put_object(f"{folder}/text_pic_{i:05d}.png", page) for i, page in enumerate(pages)]
         return uris[0].rsplit("/", 1)[0]
 

@@ -25,13 +25,14 @@ ORDER = ("frames_missing", "media_layout", "turn0_words", "empty_answer", "refus
 class SampleView:
     """One sample as the checks see it, with the frames chosen for the model."""
 
-    sample: Mapping  # sample_id, conversations, media_frames; media and in_context for shard formats
+    # sample_id, conversations, media_frames; media, in_context and in_context_frames for shard formats
+    sample: Mapping
     frames: list[list[dict]] | None  # per media item, after frame fitting; None: frames missing
     frames_missing: str | None  # why ``frames`` is None
     row: Mapping  # its TOKEN_LENGTHS row so far: token counts for ``frames``, the token problem
     profile: ModelProfile
     settings: FilterSettings
-    formats: tuple[str, ...] = ()
+    formats: tuple = ()  # the model's shard formats: names, or formats set up from the config
 
     @property
     def conversations(self) -> list[dict]:

@@ -13,4 +13,6 @@ def shard_format(view: SampleView) -> str | None:
     if not view.formats:
         return None
     frames = [[{**f, "path": f["uri"]} for f in item] for item in view.frames]
-    return format_problem(view.sample, frames, view.formats)
+    examples = [{**item, "frames": [{**f, "path": f["uri"]} for f in item["frames"] or []]}
+                for item in view.sample.get("in_context_frames") or []]
+    return format_problem({**view.sample, "in_context_frames": examples}, frames, view.formats)

@@ -72,16 +72,18 @@ def known_formats() -> tuple[str, ...]:
     return FORMATS.names()
 
 
-def format_problem(sample: dict, frames: Frames, formats: Iterable[str]) -> str | None:
-    """Why the first of ``formats`` that cannot express ``sample`` refuses it, or None.
+def format_problem(sample: dict, frames: Frames, formats: Iterable[str | ShardFormat]) -> str | None:
+    """Why the first of ``formats`` (names, or formats set up from the config) that cannot
+    express ``sample`` refuses it, or None.
 
     The tokens stage drops such a sample for the model, so every format of a model holds the
     same samples and no writer meets a sample it cannot write.
     """
     for fmt in formats:
-        check = get_format(fmt).check  # outside the try: an unknown format is an error, not a reason
+        # outside the try: an unknown format is an error, not a reason
+        shard_format = fmt if isinstance(fmt, ShardFormat) else get_format(fmt)
         try:
-            check(sample, frames)
+            shard_format.check(sample, frames)
         except ValueError as err:
-            return f"not expressible as {fmt}: {err}"
+            return f"not expressible as {shard_format.name}: {err}"
     return None

@@ -1,16 +1,21 @@
-"""What several formats share: frame and conversation checks, JSON dumping, hashed writes, and
-the format of one JSON array per shard."""
+"""What several formats share: frame and conversation checks, media tags, in-context examples,
+JSON dumping, hashed writes, and the format of one JSON array per shard."""
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from typing import Any, BinaryIO, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 from udfs.sample import MEDIA_TOKEN
 from udfs.shards.base import Frames, OpenWriter, ReadFrame, SampleWithFrames, ShardFile, ShardFormat
 
 _PLACEHOLDER = re.compile(r"[ \t]*" + re.escape(MEDIA_TOKEN))
+_LEADING_PLACEHOLDERS = re.compile(r"\s*(?:" + re.escape(MEDIA_TOKEN) + r"\s*)+")
+# What ``shards.in_context`` may say a format without a place for in-context examples does with
+# a sample that has them.
+IN_CONTEXT_MODES = ("drop", "turns")
 
 
 def check_frames(sample: dict, frames: Frames) -> None:
@@ -46,6 +51,104 @@ def split_system(conversations: Sequence[dict]) -> tuple[str, list[dict]]:
     if not turns or turns[0]["role"] != "user":
         raise ValueError("conversation does not start with a user turn")
     return "\n".join(t["content"] for t in conversations[:lead] if t["content"]), turns
+
+
+def check_turn_order(turns: Sequence[dict]) -> None:
+    """User and assistant turns alternate from a user turn to an assistant turn, as LLaVA,
+    MiniCPM-V and LLaMA-Factory train on them (``turns``: after the system turns)."""
+    for k, turn in enumerate(turns):
+        expected = ("user", "assistant")[k % 2]
+        if turn["role"] != expected:
+            raise ValueError(f"turn {k} after the system turns is from the {turn['role']}, expected the {expected}")
+    if turns[-1]["role"] != "assistant":
+        raise ValueError("conversation ends with a user turn")
+
+
+def leading_placeholders(content: str) -> tuple[int, str]:
+    """How many placeholders open ``content`` (only whitespace around them), and the text after them."""
+    run = _LEADING_PLACEHOLDERS.match(content)
+    if run is None:
+        return 0, content
+    return run.group(0).count(MEDIA_TOKEN), content[run.end():]
+
+
+def with_text_first(content: str, text: str) -> str:
+    """``content`` with ``text`` on its own line before the turn's own words: after the
+    placeholders that open it, where T2Vid's layout keeps the media."""
+    count, rest = leading_placeholders(content)
+    head = content[:len(content) - len(rest)].rstrip() if count else ""
+    return "\n".join(part for part in (head, text, rest) if part)
+
+
+@dataclass(frozen=True)
+class TaggedMedia:
+    """A sample's media as tag-based formats (LLaVA, LLaMA-Factory) list them."""
+
+    images: list[str]  # image paths, in the order of their tags
+    videos: list[list[str]]  # per video, its frame paths, in the order of their tags
+    tag: Callable[[str], str]  # a turn's text with each placeholder as its media's tag
+
+
+def tag_media(sample: dict, frames: Frames, image_tag: str, video_tag: str) -> TaggedMedia:
+    """Each placeholder becomes ``image_tag`` (a still) or ``video_tag`` (a video or frames
+    folder) in place; the k-th tag of a kind stands for the k-th entry of its list, so a reader
+    gets the canonical sample back. A video that was read as a list of frame images
+    (media_type "video", all media images, their placeholders one newline-joined run) is one
+    video again, its run one tag."""
+    media = sample["media"]
+    frames_run = "\n".join([MEDIA_TOKEN] * len(media))
+    if (sample.get("media_type") == "video" and media and all(item["kind"] == "image" for item in media)
+            and sum(t["content"].count(frames_run) for t in sample["conversations"]) == 1):
+        return TaggedMedia([], [[item_frames[0]["path"] for item_frames in frames]],
+                           lambda text: text.replace(frames_run, video_tag))
+    images = [item_frames[0]["path"] for item, item_frames in zip(media, frames) if item["kind"] == "image"]
+    videos = [[f["path"] for f in item_frames] for item, item_frames in zip(media, frames) if item["kind"] != "image"]
+
+    def tag(text: str) -> str:
+        return re.sub(re.escape(MEDIA_TOKEN), lambda _: next(tags), text)
+
+    tags = iter([image_tag if item["kind"] == "image" else video_tag for item in media])
+    return TaggedMedia(images, videos, tag)
+
+
+def with_examples(sample: dict, frames: Frames, mode: str, fmt: str) -> tuple[dict, Frames]:
+    """The sample and frames a format without a place for in-context examples writes: as they
+    are without examples; with them, ``mode`` "drop" raises ``ValueError`` (the tokens stage
+    drops the sample for the model with the reason), "turns" puts them first (``examples_as_turns``)."""
+    examples = sample.get("in_context") or []
+    if not examples:
+        return sample, frames
+    if mode == "drop":
+        raise ValueError(f"in-context examples ({len(examples)}), which {fmt} records have no place for "
+                         "(shards.in_context: turns writes them as earlier turns)")
+    return examples_as_turns(sample, frames)
+
+
+def examples_as_turns(sample: dict, frames: Frames) -> tuple[dict, Frames]:
+    """The sample with its in-context examples as earlier exchanges, after its system turns,
+    each with its own images; their media lead the media, and their frames (``in_context_frames``:
+    per example media item, its ``example`` and ``position``, ``kind``, ``status`` and ``frames``)
+    lead the frames. Raises ``ValueError`` for an example whose media is not an extracted image."""
+    extracted = {(item["example"], item["position"]): item for item in sample.get("in_context_frames") or []}
+    turns = sample["conversations"]
+    lead = next((i for i, t in enumerate(turns) if t["role"] != "system"), len(turns))
+    conversations, media, example_frames = list(turns[:lead]), [], []
+    for number, example in enumerate(sample["in_context"]):
+        name = f"in-context example {example['example_id']!r}"
+        if any(t["role"] == "system" for t in example["conversations"]):
+            raise ValueError(f"{name} has a system turn")
+        for position, item in enumerate(example["media"]):
+            found = extracted.get((number, position))
+            if item["kind"] != "image":
+                raise ValueError(f"{name}: media {position} is a {item['kind']}; only images go into earlier turns")
+            if found is None or found["status"] != "ok" or not found["frames"]:
+                raise ValueError(f"{name}: frames missing for media {position}")
+            media.append(item)
+            example_frames.append(found["frames"][:1])
+        conversations += example["conversations"]
+    conversations += turns[lead:]
+    flat = {**sample, "media": media + list(sample["media"]), "conversations": conversations, "in_context": []}
+    return flat, example_frames + list(frames)
 
 
 def without_placeholders(content: str) -> str:

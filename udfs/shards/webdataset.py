@@ -30,8 +30,10 @@ class WebDatasetShardWriter:
     at the first dot of the basename: the rest is the field name):
 
     - ``<key>.json`` (field ``json``): ``id``, ``source``, ``media_type``, the canonical
-      ``conversations`` (``<media>`` placeholders kept) and ``media``: each media reference with
-      its ``frames`` list of ``{field, frame_index, timestamp_s, path, width, height}``;
+      ``conversations`` (``<media>`` placeholders kept), ``media``: each media reference with
+      its ``frames`` list of ``{field, frame_index, timestamp_s, path, width, height}``, and
+      ``in_context``: the in-context examples (MIMIC-IT), each its ``example_id``,
+      ``conversations`` and ``media`` references (their pixels are not in the tar);
     - ``<key>.000.jpg``, ``<key>.001.jpg``, ... (fields ``000.jpg``, ...): the JPEG frames of all
       media items, in media order then frame order, numbered with three digits (wider for 1000
       frames or more, the same width within a sample). ``field`` in the json names each one.
@@ -72,6 +74,11 @@ class WebDatasetShardWriter:
             "media_type": sample["media_type"],
             "conversations": [{"role": t["role"], "content": t["content"]} for t in sample["conversations"]],
             "media": media,
+            "in_context": [
+                {"example_id": example["example_id"], "conversations": example["conversations"],
+                 "media": [{name: item[name] for name in MEDIA_FIELDS} for item in example["media"]]}
+                for example in sample.get("in_context") or []
+            ],
         }
         members[f"{key}.json"] = dumps(description).encode("utf-8")
         for name in sorted(members):

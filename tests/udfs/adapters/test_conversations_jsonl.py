@@ -23,15 +23,18 @@ def test_conversations_jsonl_roles_by_position(tmp_path):
         ("user", "By how much?"),
         ("assistant", "About one metre."),
     )
+    # a tag in a later turn stays there
+    assert run.sample(jsonl, 4)["conversations"] == conv(
+        ("user", "Q1"), ("assistant", "A1"), ("user", "<media>\nQ2"), ("assistant", "A2")
+    )
     reasons = run.reasons(jsonl)
     assert reasons.pop(5).startswith("invalid JSON line: Expecting ','")
     assert reasons == {
         3: "unbalanced media tags: 2 tags for 1 media",
-        4: "media placeholders outside the first user turn",
         6: "unexpected media tag <image>",
         7: "conversation does not end with an assistant turn",
         9: "turn 1: empty assistant turn",
-        10: "absolute media path not allowed: '/mnt/webvid/16.mp4'",
+        10: "absolute media path outside media_root: '/mnt/webvid/16.mp4'",
         11: "media path escapes media_root: '../../etc/17.mp4'",
     }
     fake_video = run.sample("longalpaca_chat_fake_vid.json", 0)

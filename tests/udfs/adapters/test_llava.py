@@ -48,15 +48,16 @@ def test_llava_media_and_tags(tmp_path):
     assert run.reasons(name) == {
         6: "unbalanced media tags: 2 tags for 1 media",
         7: "unbalanced media tags: 1 tags for 0 media",
-        9: "absolute media path not allowed: '/data/coco/1.jpg'",
+        9: "absolute media path outside media_root: '/data/coco/1.jpg'",
         10: "conversations[0].value must be a string, got an array",
-        12: "media placeholders outside the first user turn",
         13: "conversations[0].value contains the reserved placeholder '<media>'",
-        14: "video list holds a video file 'a.mp4'; expected frame images",
+        14: "unbalanced media tags: 1 tags for 2 media",  # a list of video files is several videos
         16: "turn 1: empty assistant turn",
         17: "unbalanced media tags: 2 tags for 1 media",
         18: "media path escapes media_root: 'coco/../../secret.jpg'",
     }
+    later = run.sample(name, 12)  # a tag in a later turn stays there
+    assert later["conversations"][2] == {"role": "user", "content": "<media> and now?"}
     assert run.sample("llava_lines.json", 1)["conversations"][0] == {"role": "user", "content": "Q2 <media>"}
 
 

@@ -35,13 +35,17 @@ def assert_dc_outcomes(run: Run) -> None:
     assert [e["example_id"] for e in chinese["in_context"]] == ["DC_INS_00001"]
     assert chinese["in_context"][0]["media"] == query["media"]
     assert run.sample(name, 1)["in_context"] == []
+    # an example id naming no instruction is dropped, and noted
+    dropped = run.sample(name, 6)
+    assert dropped["in_context"] == []
+    assert dropped["notes"] == [{"kind": "in_context_dropped", "count": 1, "detail": "DC_INS_09999"}]
+    assert query["notes"] == []
     text_only = run.sample(name, 5)
     assert (text_only["media"], text_only["media_type"]) == ([], "text")
     assert text_only["conversations"] == conv(("user", "Say hello."), ("assistant", "Hello!"))
     assert run.reasons(name) == {
         3: "image id 'DC_IMG_v_N1c3C_Npr-E_0099' not found in DC.json",
         4: "image 'DC_IMG_bad': invalid base64",
-        6: "in-context example 'DC_INS_09999' not found (or unreadable)",
         7: "instruction must be a string, got a number",
         8: "turn 1: empty assistant turn",
         9: "unexpected media tag <video> in instruction",
@@ -71,7 +75,7 @@ def test_mimicit_parquet_images_give_the_same_samples(tmp_path):
     assert [(s["conversations"], s["media"], s["in_context"]) for s in run.samples] == [
         (s["conversations"], s["media"], s["in_context"]) for s in from_json.samples
     ]
-    assert len(run.samples) == 4 and len(run.rejects) == 6
+    assert len(run.samples) == 5 and len(run.rejects) == 5
 
 
 def test_mimicit_plan_groups_the_files_of_a_task():

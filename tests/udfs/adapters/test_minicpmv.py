@@ -32,6 +32,6 @@ def test_minicpmv_indexed_image_tags(tmp_path, media_type, label):
         7: "conversations[0].role: unknown role 'human'",
         8: "turn 1: empty assistant turn",
         9: "unexpected media tag <video>",
-        10: "absolute media path not allowed: '/data/f/0.jpg'",
+        10: "absolute media path outside media_root: '/data/f/0.jpg'",
         11: "media path escapes media_root: '../f/0.jpg'",
     }

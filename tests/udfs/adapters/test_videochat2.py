@@ -57,7 +57,7 @@ def test_videochat2_video_records(tmp_path):
 
     assert run.reasons(name) == {
         3: "invalid JSON: Expecting ',' delimiter (offset 62)",
-        4: "absolute media path not allowed: '/etc/passwd'",
+        4: "absolute media path outside media_root: '/etc/passwd'",
         5: "media path escapes media_root: 'clips/../../secret/video.mp4'",
         6: "QA must be an array, got an object",
         7: "QA[0].a must be a string, got a number",

@@ -22,7 +22,7 @@ def test_videoinstruct100k_raw_and_converted(tmp_path):
         4: "video_id must be a string, got a number",
         5: "missing key 'a'",
         7: "turn 1: empty assistant turn",
-        8: "absolute media path not allowed: '/abs/v_absolute.mp4'",
+        8: "absolute media path outside media_root: '/abs/v_absolute.mp4'",
     }
     # the converter puts <video> after the question on even records, before it on odd ones
     assert run.sample(converted, 0)["conversations"] == conv(
