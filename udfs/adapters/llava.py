@@ -41,14 +41,14 @@ from udfs.adapters.common import (
 )
 from udfs.sample import RejectError
 
-_LLAVA_TAG = re.compile(r"<image>|<video>")
+LLAVA_TAG = re.compile(r"<image>|<video>")
 
 
 @register("llava")
 class LlavaAdapter(JsonRecordsAdapter):
     def parts_of(self, obj: dict, ctx: NormalizeContext) -> SampleParts:
         turns = turns_from_items(obj, text_key="value", role_key="from", roles=LLAVA_ROLES)
-        turns, tags = substitute_tags(with_system_prompt(obj, turns), _LLAVA_TAG)
+        turns, tags = substitute_tags(with_system_prompt(obj, turns), LLAVA_TAG)
         videos, as_frames = video_groups(obj.get("video"), ctx)
         groups = {"video": videos, "image": image_groups(obj.get("image"), "image", ctx)}
         turns, media = place_tagged_media(turns, tags, groups, untagged="one")

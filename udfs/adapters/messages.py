@@ -13,8 +13,6 @@ its first user turn, videos then images, as LLaMA-Factory's chat engines prepend
 
 from __future__ import annotations
 
-import re
-
 from udfs.adapters import NormalizeContext, register
 from udfs.adapters.base import JsonRecordsAdapter, SampleParts
 from udfs.adapters.common import (
@@ -28,10 +26,8 @@ from udfs.adapters.common import (
     turns_from_items,
     video_kind,
 )
-from udfs.adapters.llava import image_groups
+from udfs.adapters.llava import LLAVA_TAG, image_groups
 from udfs.sample import RejectError
-
-_TAG = re.compile(r"<image>|<video>")
 
 
 @register("messages")
@@ -43,7 +39,7 @@ class MessagesAdapter(JsonRecordsAdapter):
             if system and turns and turns[0]["role"] == "system":
                 raise RejectError("record has both 'system' and a system message")
             turns = system + turns
-        turns, tags = substitute_tags(turns, _TAG)
+        turns, tags = substitute_tags(turns, LLAVA_TAG)  # LLaMA-Factory takes the tags LLaVA does
         videos = _video_groups(obj.get("videos"), ctx)
         groups = {"video": videos, "image": image_groups(obj.get("images"), "images", ctx)}
         turns, media = place_tagged_media(turns, tags, groups, untagged="all")
