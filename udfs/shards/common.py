@@ -220,3 +220,23 @@ class JsonShardFormat(ShardFormat):
             out = HashingWriter(raw)
             count = write_json_shard((self.record(sample, frames) for sample, frames in samples), out)
         return [ShardFile(uri, count, out.bytes, out.sha256)]
+
+
+@dataclass(frozen=True)
+class ConversationJsonFormat(JsonShardFormat):
+    """A JSON format of one conversation a record, with no place for in-context examples:
+    ``shards.in_context`` says whether a sample that has them is dropped or has them as earlier
+    turns (``with_examples``); subclasses implement ``convert``."""
+
+    in_context: str = "drop"  # shards.in_context
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ConversationJsonFormat:
+        return cls(in_context=settings.in_context)
+
+    def convert(self, sample: dict, frames: Frames) -> dict:
+        """The record of a sample without in-context examples."""
+        raise NotImplementedError
+
+    def record(self, sample: dict, frames: Frames) -> dict:
+        return self.convert(*with_examples(sample, frames, self.in_context, self.name))

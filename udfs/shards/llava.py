@@ -7,13 +7,12 @@ from typing import Any
 
 from udfs.shards.base import Frames, register_format
 from udfs.shards.common import (
-    JsonShardFormat,
+    ConversationJsonFormat,
     check_frames,
     check_turn_order,
     reject_text_matching,
     split_system,
     tag_media,
-    with_examples,
     with_text_first,
 )
 
@@ -60,13 +59,12 @@ def to_llava(sample: dict, frames: Frames, system: str = "prepend") -> dict:
 
 @register_format("llava")
 @dataclass(frozen=True)
-class LlavaFormat(JsonShardFormat):
-    in_context: str = "drop"  # shards.in_context
+class LlavaFormat(ConversationJsonFormat):
     system: str = "prepend"  # shards.llava_system
 
     @classmethod
     def from_settings(cls, settings: Any) -> LlavaFormat:
         return cls(in_context=settings.in_context, system=settings.llava_system)
 
-    def record(self, sample: dict, frames: Frames) -> dict:
-        return to_llava(*with_examples(sample, frames, self.in_context, self.name), system=self.system)
+    def convert(self, sample: dict, frames: Frames) -> dict:
+        return to_llava(sample, frames, system=self.system)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from udfs.shards.base import Frames, register_format
 from udfs.shards.common import (
-    JsonShardFormat,
+    ConversationJsonFormat,
     check_frames,
     check_turn_order,
     reject_text_matching,
     split_system,
     tag_media,
-    with_examples,
 )
 
 MESSAGES_TAGS = {"image": "<image>", "video": "<video>"}
@@ -43,12 +41,6 @@ def to_messages(sample: dict, frames: Frames) -> dict:
 
 @register_format("messages")
 @dataclass(frozen=True)
-class MessagesFormat(JsonShardFormat):
-    in_context: str = "drop"  # shards.in_context
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> MessagesFormat:
-        return cls(in_context=settings.in_context)
-
-    def record(self, sample: dict, frames: Frames) -> dict:
-        return to_messages(*with_examples(sample, frames, self.in_context, self.name))
+class MessagesFormat(ConversationJsonFormat):
+    def convert(self, sample: dict, frames: Frames) -> dict:
+        return to_messages(sample, frames)

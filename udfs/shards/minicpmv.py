@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from udfs.sample import MEDIA_TOKEN
 from udfs.shards.base import Frames, register_format
 from udfs.shards.common import (
-    JsonShardFormat,
+    ConversationJsonFormat,
     check_frames,
     check_turn_order,
     leading_placeholders,
     reject_text_matching,
     split_system,
-    with_examples,
 )
 
 # MiniCPM-V's finetune code splits every content on this pattern and looks each match up in "image".
@@ -57,12 +55,6 @@ def to_minicpmv(sample: dict, frames: Frames) -> dict:
 
 @register_format("minicpmv")
 @dataclass(frozen=True)
-class MiniCpmvFormat(JsonShardFormat):
-    in_context: str = "drop"  # shards.in_context
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> MiniCpmvFormat:
-        return cls(in_context=settings.in_context)
-
-    def record(self, sample: dict, frames: Frames) -> dict:
-        return to_minicpmv(*with_examples(sample, frames, self.in_context, self.name))
+class MiniCpmvFormat(ConversationJsonFormat):
+    def convert(self, sample: dict, frames: Frames) -> dict:
+        return to_minicpmv(sample, frames)

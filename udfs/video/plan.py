@@ -22,10 +22,14 @@ from udfs.video.inputs import VideoError
 from udfs.video.probe import ProbeInfo
 from udfs.video.sampling_spec import Sampling
 
-# Strategy costs, in seconds: an ffmpeg run's fixed start-up (process, open, probe), and the
-# H.264 decode time per pixel, as measured; only their ratio matters for the choice.
-SEEK_RUN_S = 0.05
+# Strategy costs, in seconds, as measured: a seek's fixed cost (an ffmpeg run's start-up:
+# process, open, probe; in-process, a seek and a decoder flush), and the H.264 decode time
+# per pixel; only their ratios matter for the choice.
+SEEK_S = {"ffmpeg": 0.05, "pyav": 0.002}
 DECODE_S_PER_PIXEL = 1.2e-9
+# With several threads, ffmpeg's run decodes faster than the in-process decoder from about this
+# much decoding on (its start-up is ~0.05 s).
+FFMPEG_PAYS_S = 1.0
 # The furthest a returned frame may lie from its target timestamp, and the part of it a skip
 # level may use up (the rest absorbs rounding and frame durations).
 MAX_OFFSET_S = 0.1
@@ -91,16 +95,29 @@ def choose_skip(info: ProbeInfo, fps: float) -> str | None:
     return None
 
 
-def choose_strategy(info: ProbeInfo, thresholds: Sequence[float], skip: str | None = None) -> str:
-    """"seek" (one ffmpeg run per target, each seeking to the keyframe before it) when that
-    decodes less than "single_pass" (one run decoding every frame of the sampled span) by the
-    cost model below, counting only the frames the ``skip`` level decodes. Only for containers
-    where seeking is exact (``ProbeInfo.seekable``)."""
+def choose_decoder(info: ProbeInfo, threads: int) -> str:
+    """"pyav" (in-process, from the file the probe opened) unless the decoder has several
+    threads and the video is long enough for an ffmpeg run's pipeline (demuxing, decoding,
+    scaling and encoding on threads of their own) to pay for its start-up: ``FFMPEG_PAYS_S``
+    of decoding. On one thread, as a Spark task has by default, the in-process decoder is as
+    fast per frame and saves the process start and the second open (docs/measurements.md)."""
+    if threads == 1:
+        return "pyav"
+    decode_s = info["n_frames"] * info["width"] * info["height"] * DECODE_S_PER_PIXEL
+    return "ffmpeg" if decode_s > FFMPEG_PAYS_S else "pyav"
+
+
+def choose_strategy(info: ProbeInfo, thresholds: Sequence[float], skip: str | None = None, *,
+                    decoder: str = "pyav") -> str:
+    """"seek" (a seek per target, to the keyframe before it) when that decodes less than
+    "single_pass" (one pass decoding every frame of the sampled span) by the cost model below,
+    counting only the frames the ``skip`` level decodes and the ``decoder``'s cost of a seek.
+    Only for containers where seeking is exact (``ProbeInfo.seekable``)."""
     if not info["seekable"] or not info["fps_native"]:
         return "single_pass"
     decoded = info["skips"][skip].fraction if skip else 1.0
     frame_s = info["width"] * info["height"] * DECODE_S_PER_PIXEL * decoded
     span_frames = (thresholds[-1] - thresholds[0]) * info["fps_native"] + info["gop"] / 2
-    single_pass_s = SEEK_RUN_S + span_frames * frame_s
-    seek_s = len(set(thresholds)) * (SEEK_RUN_S + (info["gop"] / 2 + 1) * frame_s)
+    single_pass_s = SEEK_S[decoder] + span_frames * frame_s
+    seek_s = len(set(thresholds)) * (SEEK_S[decoder] + (info["gop"] / 2 + 1) * frame_s)
     return "seek" if seek_s < single_pass_s else "single_pass"

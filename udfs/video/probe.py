@@ -1,8 +1,9 @@
-"""Facts about a video, read in-process with PyAV before ffmpeg decodes anything: size after
+"""Facts about a video, read in-process with PyAV before anything decodes it: size after
 rotation and aspect ratio, true duration, frame rate, whether seeking is exact, and the
 B-frame pattern of the first packets (see ``bitstream``)."""
 from __future__ import annotations
 
+import contextlib
 from typing import TypedDict
 
 import av
@@ -43,26 +44,73 @@ class ProbeInfo(TypedDict):
 def probe(src: str, timeout_s: float = 30.0) -> ProbeInfo:
     """Facts about ``src``'s first video stream. Raises ``VideoError`` with a readable reason
     (missing, empty, not media, no video stream, undecodable, timed out)."""
-    return probe_url(input_url(src), Deadline(timeout_s))
+    with OpenInput(input_url(src), Deadline(timeout_s)) as source:
+        return source.probe()
 
 
-def probe_url(url: str, deadline: Deadline) -> ProbeInfo:
-    """``probe`` of a URL ``input_url`` made, within ``deadline``."""
+class OpenInput:
+    """A source opened once with PyAV: the probe reads it, and the in-process decoder
+    (``pyav_decoder``) goes on from the same open file, so a short clip is opened once.
+    ``threads`` sets the video decoder's threads before anything is decoded (0: one a core).
+    PyAV errors become ``VideoError``; the deadline bounds the open and every read."""
+
+    def __init__(self, url: str, deadline: Deadline, threads: int = 0):
+        self.url = url
+        self.deadline = deadline
+        self.threads = threads
+        self._container: av.container.InputContainer | None = None
+
+    def __enter__(self) -> OpenInput:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def container(self) -> av.container.InputContainer:
+        """The open container (opened now if it is not)."""
+        if self._container is None:
+            self._container = self._open()
+        return self._container
+
+    def reopen(self) -> av.container.InputContainer:
+        """A fresh open, read from the start: demuxers without an index seek by bytes and may
+        land past the start."""
+        self.close()
+        return self.container()
+
+    def probe(self) -> ProbeInfo:
+        with av_errors(self.deadline, "probe"):
+            return _probe_container(self.container(), self.deadline)
+
+    def _open(self) -> av.container.InputContainer:
+        with av_errors(self.deadline, "probe"):
+            try:
+                container = av.open(
+                    self.url,
+                    options={**input_options(self.url), "format_whitelist": DEMUXERS},
+                    timeout=max(self.deadline.remaining(), 0.001),
+                )
+            except av.ArgumentError:  # what libavformat returns for a demuxer not on the list
+                raise VideoError("unsupported container format (playlists and other formats are refused)") from None
+        for stream in container.streams.video:
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = self.threads
+        return container
+
+
+@contextlib.contextmanager
+def av_errors(deadline: Deadline, what: str):
+    """PyAV's errors inside the block as ``VideoError``: the timeout if the deadline passed,
+    else libav's own message."""
     try:
-        container = av.open(
-            url,
-            options={**input_options(url), "format_whitelist": DEMUXERS},
-            timeout=max(deadline.remaining(), 0.001),
-        )
-    except av.ArgumentError:  # what libavformat returns for a demuxer not on the list
-        raise VideoError("unsupported container format (playlists and other formats are refused)") from None
+        yield
     except av.FFmpegError as err:
-        raise (deadline.error("probe") if deadline.expired() else VideoError(av_message(err))) from None
-    try:
-        with container:
-            return _probe_container(container, deadline)
-    except av.FFmpegError as err:
-        raise (deadline.error("probe") if deadline.expired() else VideoError(av_message(err))) from None
+        raise (deadline.error(what) if deadline.expired() else VideoError(av_message(err))) from None
 
 
 def _probe_container(container: av.container.InputContainer, deadline: Deadline) -> ProbeInfo:

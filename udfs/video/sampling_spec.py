@@ -1,5 +1,5 @@
 """What an extraction takes from a media item: the sampling parameters every ``extract_*``
-shares, and the output size they give."""
+shares, and the output they give."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -29,6 +29,15 @@ class Sampling:
     def clip(self, start_s: float | None, end_s: float | None) -> Sampling:
         """This sampling within one media item's clip (None: from the start, to the end)."""
         return replace(self, start_s=start_s, end_s=end_s)
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a decoder makes of the frames it keeps."""
+
+    size: tuple[int, int]  # (width, height) of the JPEGs
+    quality: int  # ffmpeg -q:v (2 best .. 31)
+    threads: int  # decoding (and ffmpeg's filtering and encoding) threads; 0: one a core
 
 
 def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:

@@ -1,28 +1,23 @@
-"""The ffmpeg commands of a plan: "single_pass" (one run over the sampled span, a ``select``
-filter keeping the plan's frames) and "seek" (one run per target)."""
+"""The plan's shapes as runs of the bundled ffmpeg: "single_pass" (one run over the sampled
+span, a ``select`` filter keeping the plan's frames) and "seek" (one run per target). A run
+pipelines demuxing, decoding, scaling and encoding on threads of its own, and is killed at the
+deadline whatever the decoder does."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import ffmpeg
 
 from udfs.video.ffmpeg_runner import jpeg_stream
 from udfs.video.inputs import Deadline, input_options
 from udfs.video.plan import TIME_EPSILON_S, Plan
-from udfs.video.probe import ProbeInfo
+from udfs.video.probe import OpenInput, ProbeInfo
+from udfs.video.sampling_spec import Output
 
 # Up to this many subsampled targets, ``select`` names each one (~45 bytes each: the filter
 # graph stays far below the 128 KiB a command-line argument may hold).
 MAX_SELECT_THRESHOLDS = 1000
-
-
-@dataclass(frozen=True)
-class Output:
-    size: tuple[int, int]  # (width, height) of the JPEGs
-    quality: int  # ffmpeg -q:v
-    threads: int  # ffmpeg's decoding, filtering and encoding threads; 0 lets ffmpeg pick
 
 
 def _frame_spec(
@@ -85,29 +80,25 @@ def _select(info: ProbeInfo, plan: Plan) -> str:
     return f"if(gt(st(1,{passed(0, len(thresholds))}),ld(0)),1+0*st(0,ld(1)),0)"
 
 
-def single_pass(url: str, info: ProbeInfo, plan: Plan, out: Output,
+def single_pass(source: OpenInput, info: ProbeInfo, plan: Plan, out: Output,
                 deadline: Deadline) -> Iterator[tuple[float, bytes]]:
     """One run over the sampled span, ``_select`` keeping the frames of the plan."""
     # Seeking to the start only where seeking is exact; elsewhere decode from the beginning.
     seek_s = plan.thresholds[0] if info["seekable"] else 0.0
-    spec = _frame_spec(url, info, seek_s, plan.skip, out, select=_select(info, plan))
+    spec = _frame_spec(source.url, info, seek_s, plan.skip, out, select=_select(info, plan))
     for pts, jpeg in jpeg_stream(spec, deadline):
         yield pts - info["start_time_s"], jpeg
 
 
-def seek_each(url: str, info: ProbeInfo, plan: Plan, out: Output, deadline: Deadline) -> Iterator[tuple[float, bytes]]:
+def seek_each(source: OpenInput, info: ProbeInfo, plan: Plan, out: Output,
+              deadline: Deadline) -> Iterator[tuple[float, bytes]]:
     """One run per distinct threshold, each taking the first decoded frame at or after it."""
     last = -math.inf
     for threshold in plan.thresholds:
         if threshold <= last + TIME_EPSILON_S:
             continue  # the frame already yielded serves this target too (a VFR gap)
-        spec = _frame_spec(url, info, threshold, plan.skip, out, max_frames=1)
+        spec = _frame_spec(source.url, info, threshold, plan.skip, out, max_frames=1)
         for pts, jpeg in jpeg_stream(spec, deadline):
             last = pts - info["start_time_s"]
             yield last, jpeg
 
-
-STRATEGIES: dict[str, Callable[..., Iterator[tuple[float, bytes]]]] = {
-    "single_pass": single_pass,
-    "seek": seek_each,
-}
